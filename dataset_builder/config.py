@@ -1,0 +1,161 @@
+"""Typed configuration of the dataset builder. ``configs/*.yaml`` mirror these models exactly.
+
+Only fields that change *what* is produced enter :func:`BuildConfig.processing_hash` (and so every
+``clip_id``); paths, parallelism and resources do not, so a rerun with more workers still resumes.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class Resources(Strict):
+    """Ray actor-pool sizing of one stage. Fractions are fine and needed on small machines."""
+
+    num_cpus: float = 0.5
+    num_gpus: float = 0.0
+    concurrency: int = 1
+    batch_size: int = 1
+
+
+class BackendSpec(Strict):
+    """Which model backend a stage uses and how it loads.
+
+    ``model_dir`` is resolved against ``$LAYERFLOW_MODEL_ROOT`` when relative. Nothing is ever
+    downloaded: a missing directory is an error naming the path expected.
+    """
+
+    name: str = "cpu"
+    model_dir: str | None = None
+    trust_remote_code: bool = False
+    device: str = "auto"
+    dtype: Literal["auto", "float32", "bfloat16", "float16"] = "auto"
+    options: dict[str, Any] = Field(default_factory=dict)
+    resources: Resources = Field(default_factory=Resources)
+
+    def resolved_model_dir(self, model_root: str | None = None) -> Path | None:
+        if self.model_dir is None:
+            return None
+        path = Path(os.path.expandvars(os.path.expanduser(self.model_dir)))
+        root = model_root or os.environ.get("LAYERFLOW_MODEL_ROOT")
+        if not path.is_absolute() and root:
+            path = Path(root) / path
+        return path
+
+
+class InputConfig(Strict):
+    #: Files, directories (searched recursively) or glob patterns.
+    paths: list[str] = Field(default_factory=lambda: ["data/samples"])
+    extensions: list[str] = Field(default_factory=lambda: [".mp4", ".avi", ".mov", ".mkv", ".webm"])
+    max_videos: int | None = None
+
+
+class ClipConfig(Strict):
+    num_frames: int = 16
+    height: int = 480
+    width: int = 720
+    #: Keep every n-th source frame (temporal subsampling). "auto" aims at ``target_fps``.
+    frame_stride: int | Literal["auto"] = "auto"
+    target_fps: float = 8.0
+    max_clips_per_video: int = 4
+    #: Frames skipped between consecutive clips of one video (in strided frames).
+    clip_gap: int = 0
+    resize_mode: Literal["crop", "pad", "stretch"] = "crop"
+
+
+class StagesConfig(Strict):
+    tag: BackendSpec = Field(default_factory=BackendSpec)
+    segment_track: BackendSpec = Field(default_factory=BackendSpec)
+    dedup_masks: BackendSpec = Field(default_factory=lambda: BackendSpec(name="iou"))
+    filter_foreground: BackendSpec = Field(default_factory=BackendSpec)
+    inpaint: BackendSpec = Field(default_factory=BackendSpec)
+    caption: BackendSpec = Field(default_factory=BackendSpec)
+
+
+class OutputConfig(Strict):
+    dir: str = "out/coarse"
+    samples_per_shard: int = 64
+    max_shard_bytes: int = 1 << 30
+    crf: int = 18
+    #: Pixel value written outside the alpha in the fg RGB video.
+    fg_fill: int = 0
+    #: Also reprocess clips that were rejected in an earlier run.
+    retry_rejects: bool = False
+
+
+class RayConfig(Strict):
+    #: None: connect to RAY_ADDRESS if set (``ray job submit``), else start an embedded local Ray.
+    address: str | None = None
+    num_cpus: int | None = None
+    decode_num_cpus: float = 0.5
+    encode_num_cpus: float = 0.5
+    preserve_order: bool = True
+
+
+class BuildConfig(Strict):
+    profile: str = "cpu"
+    input: InputConfig = Field(default_factory=InputConfig)
+    clip: ClipConfig = Field(default_factory=ClipConfig)
+    stages: StagesConfig = Field(default_factory=StagesConfig)
+    output: OutputConfig = Field(default_factory=OutputConfig)
+    ray: RayConfig = Field(default_factory=RayConfig)
+    model_root: str | None = None
+
+    @model_validator(mode="after")
+    def _check(self) -> "BuildConfig":
+        if self.clip.num_frames < 2:
+            raise ValueError("clip.num_frames must be >= 2")
+        if self.clip.height % 2 or self.clip.width % 2:
+            raise ValueError("clip.height and clip.width must be even (H.264 needs it)")
+        return self
+
+    def processing_hash(self) -> str:
+        """Hash of everything that changes the produced samples (not paths or parallelism)."""
+        stages = {
+            name: spec.model_dump(include={"name", "model_dir", "options", "dtype"})
+            for name, spec in self.stages
+        }
+        payload = {
+            "clip": self.clip.model_dump(),
+            "stages": stages,
+            "output": self.output.model_dump(include={"crf", "fg_fill"}),
+        }
+        blob = json.dumps(payload, sort_keys=True, default=str).encode()
+        return hashlib.sha1(blob).hexdigest()[:12]
+
+
+def load_yaml(path: str | os.PathLike) -> dict[str, Any]:
+    with open(path) as fh:
+        data = yaml.safe_load(fh) or {}
+    if not isinstance(data, dict):
+        raise ValueError(f"{path}: top level must be a mapping, got {type(data).__name__}")
+    return data
+
+
+def apply_overrides(data: dict[str, Any], overrides: list[str]) -> dict[str, Any]:
+    """Apply ``a.b.c=value`` overrides (value parsed as YAML) to a nested dict, in place."""
+    for item in overrides:
+        if "=" not in item:
+            raise ValueError(f"override {item!r} is not of the form key.path=value")
+        dotted, raw = item.split("=", 1)
+        node = data
+        parts = dotted.split(".")
+        for part in parts[:-1]:
+            node = node.setdefault(part, {})
+        node[parts[-1]] = yaml.safe_load(raw)
+    return data
+
+
+def load_build_config(path: str | os.PathLike, overrides: list[str] | None = None) -> BuildConfig:
+    return BuildConfig.model_validate(apply_overrides(load_yaml(path), overrides or []))

@@ -1,0 +1,180 @@
+"""Video decoding (PyAV first, OpenCV fallback) and in-memory layer encoding.
+
+Decoding returns uint8 RGB ``(T, H, W, 3)``. Layers are encoded to bytes so that Ray moves small
+blobs, not raw frames: RGB layers as H.264 (yuv420p, CRF), alpha losslessly as FFV1 gray8 in MKV.
+"""
+
+from __future__ import annotations
+
+import io
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+
+class VideoDecodeError(RuntimeError):
+    """The file is missing, not a video, or has no decodable frames."""
+
+
+@dataclass(frozen=True)
+class VideoInfo:
+    path: str
+    num_frames: int
+    fps: float
+    width: int
+    height: int
+    codec: str
+
+
+def probe_video(path: str | Path) -> VideoInfo:
+    """Container-level facts, without decoding frames where the container knows them."""
+    import av
+
+    path = str(path)
+    if not Path(path).is_file():
+        raise VideoDecodeError(f"no such file: {path}")
+    try:
+        with av.open(path) as container:
+            if not container.streams.video:
+                raise VideoDecodeError(f"{path}: no video stream")
+            stream = container.streams.video[0]
+            fps = float(stream.average_rate or stream.guessed_rate or 0.0)
+            frames = int(stream.frames or 0)
+            if frames <= 0 and stream.duration and stream.time_base:
+                frames = int(round(float(stream.duration * stream.time_base) * fps))
+            return VideoInfo(path, frames, fps, stream.codec_context.width, stream.codec_context.height,
+                             stream.codec_context.name)
+    except VideoDecodeError:
+        raise
+    except Exception as exc:  # av raises many error types (InvalidDataError, ...)
+        raise VideoDecodeError(f"{path}: cannot open as video ({type(exc).__name__}: {exc})") from exc
+
+
+def decode_frames(
+    path: str | Path, start: int = 0, count: int | None = None, stride: int = 1
+) -> tuple[np.ndarray, float]:
+    """Decode frames ``start, start+stride, ...`` (at most ``count``) as RGB uint8. Returns (frames, fps)."""
+    try:
+        return _decode_pyav(str(path), start, count, stride)
+    except VideoDecodeError:
+        raise
+    except Exception as exc:
+        try:
+            return _decode_cv2(str(path), start, count, stride)
+        except Exception:
+            raise VideoDecodeError(f"{path}: decode failed ({type(exc).__name__}: {exc})") from exc
+
+
+def _decode_pyav(path: str, start: int, count: int | None, stride: int) -> tuple[np.ndarray, float]:
+    import av
+
+    if not Path(path).is_file():
+        raise VideoDecodeError(f"no such file: {path}")
+    frames: list[np.ndarray] = []
+    try:
+        container = av.open(path)
+    except Exception as exc:
+        raise VideoDecodeError(f"{path}: cannot open as video ({type(exc).__name__}: {exc})") from exc
+    with container:
+        if not container.streams.video:
+            raise VideoDecodeError(f"{path}: no video stream")
+        stream = container.streams.video[0]
+        stream.thread_type = "AUTO"
+        fps = float(stream.average_rate or stream.guessed_rate or 0.0)
+        for index, frame in enumerate(container.decode(stream)):
+            if index < start or (index - start) % stride:
+                continue
+            frames.append(frame.to_ndarray(format="rgb24"))
+            if count is not None and len(frames) >= count:
+                break
+    if not frames:
+        raise VideoDecodeError(f"{path}: no frames decoded from frame {start}")
+    return np.stack(frames), fps
+
+
+def _decode_cv2(path: str, start: int, count: int | None, stride: int) -> tuple[np.ndarray, float]:
+    import cv2
+
+    cap = cv2.VideoCapture(path)
+    if not cap.isOpened():
+        raise VideoDecodeError(f"{path}: OpenCV cannot open it")
+    fps = float(cap.get(cv2.CAP_PROP_FPS) or 0.0)
+    frames: list[np.ndarray] = []
+    index = 0
+    try:
+        while True:
+            ok, bgr = cap.read()
+            if not ok:
+                break
+            if index >= start and (index - start) % stride == 0:
+                frames.append(cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB))
+                if count is not None and len(frames) >= count:
+                    break
+            index += 1
+    finally:
+        cap.release()
+    if not frames:
+        raise VideoDecodeError(f"{path}: no frames decoded from frame {start}")
+    return np.stack(frames), fps
+
+
+def encode_rgb(frames: np.ndarray, fps: float, crf: int = 18, codec: str = "libx264") -> bytes:
+    """H.264 MP4 (yuv420p) in memory. ``frames``: uint8 (T, H, W, 3), H and W even."""
+    import av
+
+    frames = np.ascontiguousarray(frames, dtype=np.uint8)
+    if frames.ndim != 4 or frames.shape[-1] != 3:
+        raise ValueError(f"expected (T, H, W, 3) frames, got {frames.shape}")
+    buf = io.BytesIO()
+    with av.open(buf, mode="w", format="mp4") as container:
+        stream = container.add_stream(codec, rate=_rate(fps))
+        stream.width, stream.height = frames.shape[2], frames.shape[1]
+        stream.pix_fmt = "yuv420p"
+        stream.options = {"crf": str(crf), "preset": "medium"} if codec == "libx264" else {}
+        for rgb in frames:
+            for packet in stream.encode(av.VideoFrame.from_ndarray(rgb, format="rgb24")):
+                container.mux(packet)
+        for packet in stream.encode():
+            container.mux(packet)
+    return buf.getvalue()
+
+
+def encode_alpha(alpha: np.ndarray, fps: float) -> bytes:
+    """Lossless FFV1 gray8 in Matroska. ``alpha``: uint8 (T, H, W)."""
+    import av
+
+    alpha = np.ascontiguousarray(alpha, dtype=np.uint8)
+    if alpha.ndim != 3:
+        raise ValueError(f"expected (T, H, W) alpha, got {alpha.shape}")
+    buf = io.BytesIO()
+    with av.open(buf, mode="w", format="matroska") as container:
+        stream = container.add_stream("ffv1", rate=_rate(fps))
+        stream.width, stream.height = alpha.shape[2], alpha.shape[1]
+        stream.pix_fmt = "gray"
+        for plane in alpha:
+            for packet in stream.encode(av.VideoFrame.from_ndarray(plane, format="gray")):
+                container.mux(packet)
+        for packet in stream.encode():
+            container.mux(packet)
+    return buf.getvalue()
+
+
+def decode_bytes(data: bytes, gray: bool = False) -> np.ndarray:
+    """Decode an in-memory video (e.g. a shard member) to uint8 (T, H, W, 3) or (T, H, W) if ``gray``."""
+    import av
+
+    out = []
+    with av.open(io.BytesIO(data)) as container:
+        for frame in container.decode(video=0):
+            out.append(frame.to_ndarray(format="gray" if gray else "rgb24"))
+    if not out:
+        raise VideoDecodeError("no frames in encoded video bytes")
+    return np.stack(out)
+
+
+def _rate(fps: float):
+    from fractions import Fraction
+
+    fps = fps if fps and fps > 0 else 8.0
+    return Fraction(fps).limit_denominator(1001)

@@ -1,0 +1,67 @@
+"""The contracts every backend of a stage fulfils. Frames are always uint8 RGB ``(T, H, W, 3)``,
+masks/alpha uint8 ``(T, H, W)`` in 0..255; backends never see Ray."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Protocol, runtime_checkable
+
+import numpy as np
+
+
+@dataclass(frozen=True)
+class Tag:
+    label: str
+    score: float
+    #: Candidate subjects are prompts for segmentation; scene tags only describe the background.
+    is_subject: bool = True
+
+
+@dataclass
+class TrackedObject:
+    label: str
+    #: uint8 (T, H, W), 0..255 (soft edges allowed).
+    masks: np.ndarray
+    score: float
+    extras: dict[str, float] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Judgement:
+    is_foreground: bool
+    score: float
+    reason: str
+
+
+@dataclass(frozen=True)
+class LayerCaptions:
+    fg: str
+    bg: str
+    blend: str
+
+
+@runtime_checkable
+class Tagger(Protocol):
+    def tag(self, frames: np.ndarray) -> list[Tag]: ...
+
+
+@runtime_checkable
+class SegmenterTracker(Protocol):
+    def segment(self, frames: np.ndarray, prompts: list[str]) -> list[TrackedObject]: ...
+
+
+@runtime_checkable
+class FgJudge(Protocol):
+    def judge(self, frames: np.ndarray, masks: np.ndarray, label: str) -> Judgement: ...
+
+
+@runtime_checkable
+class Inpainter(Protocol):
+    def inpaint(self, frames: np.ndarray, masks: np.ndarray) -> np.ndarray: ...
+
+
+@runtime_checkable
+class Captioner(Protocol):
+    def caption(
+        self, frames: np.ndarray, alpha: np.ndarray, background: np.ndarray, label: str, tags: list[str]
+    ) -> LayerCaptions: ...

@@ -1,0 +1,61 @@
+"""Explicit backend registry: (kind, name) -> factory. Factories import heavy dependencies lazily,
+so the package and the CPU profile import where torch/torchvision/transformers are absent."""
+
+from __future__ import annotations
+
+import importlib
+from enum import Enum
+from typing import Any, Callable
+
+from dataset_builder.config import BackendSpec
+
+
+class BackendKind(str, Enum):
+    TAGGER = "tag"
+    SEGMENTER = "segment_track"
+    DEDUP = "dedup_masks"
+    FG_JUDGE = "filter_foreground"
+    INPAINTER = "inpaint"
+    CAPTIONER = "caption"
+
+
+Factory = Callable[[BackendSpec], Any]
+
+#: (kind, name) -> "module:attr" of a factory taking the BackendSpec. Strings keep imports lazy.
+_REGISTRY: dict[tuple[BackendKind, str], str | Factory] = {
+    (BackendKind.TAGGER, "cpu"): "dataset_builder.models.cpu.tagger:CpuTagger",
+    (BackendKind.SEGMENTER, "cpu"): "dataset_builder.models.cpu.segmenter:MotionSegmenterTracker",
+    (BackendKind.DEDUP, "iou"): "dataset_builder.models.cpu.dedup:IouDedup",
+    (BackendKind.FG_JUDGE, "cpu"): "dataset_builder.models.cpu.fg_judge:HeuristicFgJudge",
+    (BackendKind.INPAINTER, "cpu"): "dataset_builder.models.cpu.inpainter:TemporalSpatialInpainter",
+    (BackendKind.CAPTIONER, "cpu"): "dataset_builder.models.cpu.captioner:TemplateCaptioner",
+}
+
+
+def register(kind: BackendKind | str, name: str, factory: str | Factory) -> None:
+    """Add a backend (e.g. from a plugin). ``factory`` is a callable or a lazy "module:attr"."""
+    _REGISTRY[(BackendKind(kind), name)] = factory
+
+
+def available_backends(kind: BackendKind | str) -> list[str]:
+    kind = BackendKind(kind)
+    return sorted(name for k, name in _REGISTRY if k is kind)
+
+
+def resolve_factory(kind: BackendKind | str, name: str) -> Factory:
+    kind = BackendKind(kind)
+    try:
+        target = _REGISTRY[(kind, name)]
+    except KeyError:
+        raise KeyError(
+            f"unknown {kind.value} backend {name!r}; available: {available_backends(kind)}"
+        ) from None
+    if callable(target):
+        return target
+    module, _, attr = target.partition(":")
+    return getattr(importlib.import_module(module), attr)
+
+
+def build_backend(kind: BackendKind | str, spec: BackendSpec) -> Any:
+    """Instantiate the backend named by ``spec.name`` for ``kind`` (loads weights once, per actor)."""
+    return resolve_factory(kind, spec.name)(spec)
