@@ -100,7 +100,12 @@ class RayConfig(Strict):
     num_cpus: int | None = None
     decode_num_cpus: float = 0.5
     encode_num_cpus: float = 0.5
+    encode_concurrency: int = 1
     preserve_order: bool = True
+    #: Run consecutive CPU-only stages in one actor (avoids copying raw frames between actors).
+    fuse_cpu_stages: bool = True
+    #: Max candidate objects kept per clip after segmentation.
+    max_objects_per_clip: int = 8
 
 
 class BuildConfig(Strict):

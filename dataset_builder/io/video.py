@@ -9,6 +9,7 @@ from __future__ import annotations
 import io
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Iterator
 
 import numpy as np
 
@@ -41,8 +42,8 @@ def probe_video(path: str | Path) -> VideoInfo:
             stream = container.streams.video[0]
             fps = float(stream.average_rate or stream.guessed_rate or 0.0)
             frames = int(stream.frames or 0)
-            if frames <= 0 and stream.duration and stream.time_base:
-                frames = int(round(float(stream.duration * stream.time_base) * fps))
+            if frames <= 0:  # some containers (AVI, webm) don't store it: count packets, no decode
+                frames = sum(1 for packet in container.demux(stream) if packet.size)
             return VideoInfo(path, frames, fps, stream.codec_context.width, stream.codec_context.height,
                              stream.codec_context.name)
     except VideoDecodeError:
@@ -51,72 +52,103 @@ def probe_video(path: str | Path) -> VideoInfo:
         raise VideoDecodeError(f"{path}: cannot open as video ({type(exc).__name__}: {exc})") from exc
 
 
-def decode_frames(
-    path: str | Path, start: int = 0, count: int | None = None, stride: int = 1
-) -> tuple[np.ndarray, float]:
-    """Decode frames ``start, start+stride, ...`` (at most ``count``) as RGB uint8. Returns (frames, fps)."""
+def iter_frames(path: str | Path) -> tuple[float, Iterator[np.ndarray]]:
+    """(fps, generator of RGB frames), streaming: PyAV first, OpenCV if PyAV cannot open the file."""
+    path = str(path)
+    if not Path(path).is_file():
+        raise VideoDecodeError(f"no such file: {path}")
     try:
-        return _decode_pyav(str(path), start, count, stride)
+        return _iter_pyav(path)
     except VideoDecodeError:
         raise
     except Exception as exc:
         try:
-            return _decode_cv2(str(path), start, count, stride)
+            return _iter_cv2(path)
         except Exception:
-            raise VideoDecodeError(f"{path}: decode failed ({type(exc).__name__}: {exc})") from exc
+            raise VideoDecodeError(f"{path}: cannot open as video ({type(exc).__name__}: {exc})") from exc
 
 
-def _decode_pyav(path: str, start: int, count: int | None, stride: int) -> tuple[np.ndarray, float]:
-    import av
-
-    if not Path(path).is_file():
-        raise VideoDecodeError(f"no such file: {path}")
+def decode_frames(
+    path: str | Path, start: int = 0, count: int | None = None, stride: int = 1
+) -> tuple[np.ndarray, float]:
+    """Decode frames ``start, start+stride, ...`` (at most ``count``) as RGB uint8. Returns (frames, fps)."""
+    fps, frames_iter = iter_frames(path)
     frames: list[np.ndarray] = []
     try:
-        container = av.open(path)
-    except Exception as exc:
-        raise VideoDecodeError(f"{path}: cannot open as video ({type(exc).__name__}: {exc})") from exc
-    with container:
-        if not container.streams.video:
-            raise VideoDecodeError(f"{path}: no video stream")
-        stream = container.streams.video[0]
-        stream.thread_type = "AUTO"
-        fps = float(stream.average_rate or stream.guessed_rate or 0.0)
-        for index, frame in enumerate(container.decode(stream)):
+        for index, frame in enumerate(frames_iter):
             if index < start or (index - start) % stride:
                 continue
-            frames.append(frame.to_ndarray(format="rgb24"))
+            frames.append(frame)
             if count is not None and len(frames) >= count:
                 break
+    except Exception as exc:
+        if not frames:
+            raise VideoDecodeError(f"{path}: decode failed ({type(exc).__name__}: {exc})") from exc
     if not frames:
         raise VideoDecodeError(f"{path}: no frames decoded from frame {start}")
     return np.stack(frames), fps
 
 
-def _decode_cv2(path: str, start: int, count: int | None, stride: int) -> tuple[np.ndarray, float]:
+def decode_frames_at(path: str | Path, indices: list[int]) -> tuple[np.ndarray, float]:
+    """Decode the given frame indices in one streaming pass (all clips of a video share one decode;
+    only wanted frames are kept). Returns frames in ``sorted(set(indices))`` order."""
+    wanted = sorted(set(indices))
+    if not wanted:
+        raise ValueError("no frame indices requested")
+    fps, frames_iter = iter_frames(path)
+    keep = set(wanted)
+    got: dict[int, np.ndarray] = {}
+    try:
+        for index, frame in enumerate(frames_iter):
+            if index in keep:
+                got[index] = frame
+            if index >= wanted[-1]:
+                break
+    except Exception as exc:
+        raise VideoDecodeError(f"{path}: decode failed after {len(got)} frames ({type(exc).__name__}: {exc})") from exc
+    if len(got) < len(wanted):
+        raise VideoDecodeError(f"{path}: decoded {len(got)} of {len(wanted)} requested frames (file shorter than its header says?)")
+    return np.stack([got[i] for i in wanted]), fps
+
+
+def _iter_pyav(path: str):
+    import av
+
+    container = av.open(path)
+    if not container.streams.video:
+        container.close()
+        raise VideoDecodeError(f"{path}: no video stream")
+    stream = container.streams.video[0]
+    stream.thread_type = "AUTO"
+    fps = float(stream.average_rate or stream.guessed_rate or 0.0)
+
+    def gen():
+        with container:
+            for frame in container.decode(stream):
+                yield frame.to_ndarray(format="rgb24")
+
+    return fps, gen()
+
+
+def _iter_cv2(path: str):
     import cv2
 
     cap = cv2.VideoCapture(path)
     if not cap.isOpened():
         raise VideoDecodeError(f"{path}: OpenCV cannot open it")
     fps = float(cap.get(cv2.CAP_PROP_FPS) or 0.0)
-    frames: list[np.ndarray] = []
-    index = 0
-    try:
-        while True:
-            ok, bgr = cap.read()
-            if not ok:
-                break
-            if index >= start and (index - start) % stride == 0:
-                frames.append(cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB))
-                if count is not None and len(frames) >= count:
-                    break
-            index += 1
-    finally:
-        cap.release()
-    if not frames:
-        raise VideoDecodeError(f"{path}: no frames decoded from frame {start}")
-    return np.stack(frames), fps
+
+    def gen():
+        try:
+            while True:
+                ok, bgr = cap.read()
+                if not ok:
+                    return
+                yield cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
+        finally:
+            cap.release()
+
+    return fps, gen()
 
 
 def encode_rgb(frames: np.ndarray, fps: float, crf: int = 18, codec: str = "libx264") -> bytes:

@@ -2,6 +2,7 @@
 
 from dataset_builder.models.base import (
     Captioner,
+    Deduper,
     FgJudge,
     Inpainter,
     Judgement,
@@ -16,6 +17,7 @@ from dataset_builder.models.registry import BackendKind, available_backends, bui
 __all__ = [
     "BackendKind",
     "Captioner",
+    "Deduper",
     "FgJudge",
     "Inpainter",
     "Judgement",

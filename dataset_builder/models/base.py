@@ -51,6 +51,13 @@ class SegmenterTracker(Protocol):
 
 
 @runtime_checkable
+class Deduper(Protocol):
+    def dedup(self, objects: list[TrackedObject]) -> tuple[list[int], list[tuple[int, int, float]]]:
+        """Returns (indices kept, [(index dropped, index kept instead, mask IoU)])."""
+        ...
+
+
+@runtime_checkable
 class FgJudge(Protocol):
     def judge(self, frames: np.ndarray, masks: np.ndarray, label: str) -> Judgement: ...
 

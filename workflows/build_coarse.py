@@ -1,0 +1,37 @@
+"""Build the coarse layered video dataset.
+
+    python workflows/build_coarse.py --config configs/cpu.yaml [key.path=value ...]
+    ray job submit --working-dir . -- python workflows/build_coarse.py --config configs/cpu.yaml
+
+Runs on an embedded local Ray unless RAY_ADDRESS is set (``ray job submit`` sets it) or
+``ray.address`` is given. Prints a JSON summary; exits non-zero if an input went unaccounted for.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # runnable as a script from a checkout
+
+from dataset_builder.config import load_build_config  # noqa: E402
+from dataset_builder.pipeline import run_build  # noqa: E402
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--config", default="configs/cpu.yaml")
+    parser.add_argument("overrides", nargs="*", help="config overrides, e.g. output.dir=out/x clip.height=240")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    cfg = load_build_config(args.config, args.overrides)
+    summary = run_build(cfg)
+    print(json.dumps(summary, indent=1))
+    return 1 if summary["unaccounted_inputs"] else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
