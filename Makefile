@@ -16,7 +16,7 @@ export TRANSFORMERS_OFFLINE := 1
 export RAY_USAGE_STATS_ENABLED := 0
 
 .PHONY: venv venv-all shards samples test test-all lint bench ray-submit copypaste image-layers \
-        train-stage1 train-stage2 train-stage3 sample dashboard qa-export clean
+        dashboard qa-export clean
 
 $(VENV)/bin/python:
 	$(PYTHON) -m venv $(VENV)
@@ -31,6 +31,7 @@ $(BASE_STAMP): pyproject.toml | $(VENV)/bin/python
 $(ALL_STAMP): pyproject.toml | $(VENV)/bin/python
 	$(PIP) install -q "$(TORCH_SPEC)"
 	$(PIP) install -q -e ".[samples,paper,train,dev]"
+	$(PIP) install -q --no-deps pytorchcv==0.0.74
 	rm -f $(VENV)/.stamp-all-* $(VENV)/.stamp-base-*; touch $@ $(BASE_STAMP)
 
 venv: $(BASE_STAMP)
@@ -66,6 +67,24 @@ ray-submit: samples
 	  --runtime-env-json='{"excludes": [".venv", "out", ".git"]}' \
 	  -- python workflows/build_coarse.py --config $(CONFIG) output.dir=$(abspath $(OUT)) \
 	  "input.paths=[$(abspath data/samples/videos)]"; rc=$$?; $(VENV)/bin/ray stop --force; exit $$rc
+
+## Stage-2/3 data: copy-paste videos from the coarse shards, static layered videos from images.
+copypaste: $(BASE_STAMP)
+	$(PY) workflows/build_copypaste.py --config configs/copypaste.yaml $(ARGS)
+
+image-layers: samples
+	$(PY) workflows/build_image_layers.py --config configs/image_layers.yaml $(ARGS)
+
+## LayerFlow training (configs/train/stage{1,2,3}.yaml; CONFIG=configs/train/tiny_stage1.yaml for a laptop smoke run)
+train-stage%: $(ALL_STAMP)
+	$(PY) workflows/train.py --config $(or $(TRAIN_CONFIG),configs/train/stage$*.yaml) $(ARGS)
+
+## Dataset QA dashboard on http://127.0.0.1:8765, and its static export.
+dashboard: $(BASE_STAMP)
+	$(PY) -m dashboard.server --data $(OUT) --port 8765
+
+qa-export: $(BASE_STAMP)
+	$(PY) -m dashboard.export --data $(OUT) --out $(OUT)/qa
 
 clean:
 	rm -rf out data/samples

@@ -72,6 +72,9 @@ class ClipConfig(Strict):
     #: Frames skipped between consecutive clips of one video (in strided frames).
     clip_gap: int = 0
     resize_mode: Literal["crop", "pad", "stretch"] = "crop"
+    #: Plan clips inside shots (one extra cheap scan pass per video); a clip across a hard cut is
+    #: two scenes, and the cut itself would be segmented as "motion".
+    detect_cuts: bool = True
 
 
 class StagesConfig(Strict):

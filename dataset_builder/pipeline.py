@@ -53,9 +53,17 @@ def discover_inputs(paths: list[str], extensions: list[str], max_videos: int | N
     return unique[:max_videos] if max_videos else unique
 
 
+def _with_absolute_model_dir(spec: BackendSpec, model_root: str | None) -> BackendSpec:
+    """Resolve ``model_dir`` on the driver, so actors on other nodes need no LAYERFLOW_MODEL_ROOT."""
+    path = spec.resolved_model_dir(model_root)
+    return spec if path is None else spec.model_copy(update={"model_dir": str(path)})
+
+
 def stage_plan(cfg: BuildConfig) -> list[tuple[type, dict[str, Any], Resources]]:
     """(stage class, constructor kwargs, resources) in DAG order."""
-    s = cfg.stages
+    s = cfg.stages.model_copy(update={
+        name: _with_absolute_model_dir(spec, cfg.model_root) for name, spec in cfg.stages
+    })
     plan: list[tuple[type, dict[str, Any], Resources]] = [
         (TagStage, {"spec": s.tag}, s.tag.resources),
         (SegmentTrackStage, {"spec": s.segment_track, "max_objects": cfg.ray.max_objects_per_clip},

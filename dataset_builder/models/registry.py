@@ -29,6 +29,13 @@ _REGISTRY: dict[tuple[BackendKind, str], str | Factory] = {
     (BackendKind.FG_JUDGE, "cpu"): "dataset_builder.models.cpu.fg_judge:HeuristicFgJudge",
     (BackendKind.INPAINTER, "cpu"): "dataset_builder.models.cpu.inpainter:TemporalSpatialInpainter",
     (BackendKind.CAPTIONER, "cpu"): "dataset_builder.models.cpu.captioner:TemplateCaptioner",
+    # Paper profile (GPU; weights from $LAYERFLOW_MODEL_ROOT, see docs/models.md).
+    (BackendKind.TAGGER, "siglip"): "dataset_builder.models.hf.siglip_tagger:SiglipTagger",
+    (BackendKind.SEGMENTER, "owlv2_sam2"): "dataset_builder.models.hf.owlv2_sam2:Owlv2Sam2SegmenterTracker",
+    (BackendKind.FG_JUDGE, "qwen2_5_vl"): "dataset_builder.models.hf.qwen_judge:QwenFgJudge",
+    (BackendKind.INPAINTER, "propainter"): "dataset_builder.models.hf.propainter:ProPainterInpainter",
+    (BackendKind.CAPTIONER, "qwen2_5_vl"): "dataset_builder.models.hf.qwen_captioner:QwenCaptioner",
+    (BackendKind.CAPTIONER, "cogvlm2"): "dataset_builder.models.hf.cogvlm2:CogVLM2Captioner",
 }
 
 

@@ -66,6 +66,38 @@ def plan_clips(
     return [ClipPlan(s, stride, num_frames) for s in starts]
 
 
+def plan_clips_in_shots(
+    shots: list[tuple[int, int]],
+    num_frames: int,
+    stride: int,
+    max_clips: int,
+    clip_gap: int = 0,
+) -> list[ClipPlan]:
+    """Plan clips that never cross a shot boundary, spread over the longest shots first.
+
+    Shots are visited longest first, one clip each per round, until ``max_clips``; raises
+    :class:`ClipPlanError` when no shot is long enough for a single clip.
+    """
+    per_shot: list[list[ClipPlan]] = []
+    for start, end in sorted(shots, key=lambda s: s[0] - s[1]):  # longest first, stable by position
+        try:
+            plans = plan_clips(end - start, num_frames, stride, max_clips, clip_gap)
+        except ClipPlanError:
+            continue
+        per_shot.append([ClipPlan(p.start_frame + start, p.frame_stride, p.num_frames) for p in plans])
+    if not per_shot:
+        longest = max((e - s for s, e in shots), default=0)
+        raise ClipPlanError(f"video has {len(shots)} shot(s), the longest {longest} frames; a clip needs {num_frames}")
+    chosen: list[ClipPlan] = []
+    for round_index in range(max_clips):
+        for plans in per_shot:
+            if round_index < len(plans) and len(chosen) < max_clips:
+                # take clips from the middle outwards so one-per-shot picks are central
+                order = sorted(range(len(plans)), key=lambda i: abs(i - (len(plans) - 1) / 2))
+                chosen.append(plans[order[round_index]])
+    return sorted(chosen, key=lambda p: p.start_frame)
+
+
 def resize_frames(
     frames: np.ndarray, height: int, width: int, mode: Literal["crop", "pad", "stretch"] = "crop",
     interpolation: int | None = None,

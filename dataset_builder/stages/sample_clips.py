@@ -11,7 +11,7 @@ from typing import Any
 import numpy as np
 
 from dataset_builder.config import ClipConfig
-from dataset_builder.io.video import VideoDecodeError, decode_frames_at, probe_video
+from dataset_builder.io.video import VideoDecodeError, decode_frames_at, iter_frames, probe_video
 from dataset_builder.ops.clips import (
     ClipPlanError,
     choose_stride,
@@ -19,8 +19,10 @@ from dataset_builder.ops.clips import (
     make_clip_id,
     make_video_reject_id,
     plan_clips,
+    plan_clips_in_shots,
     resize_frames,
 )
+from dataset_builder.ops.shots import detect_cuts, shots_from_cuts
 from dataset_builder.stages.base import (
     ClipState,
     batch_from_rows,
@@ -53,7 +55,12 @@ class SampleClips:
         try:
             info = probe_video(uri)
             stride = choose_stride(info.fps, cfg.target_fps, cfg.frame_stride)
-            plans = plan_clips(info.num_frames, cfg.num_frames, stride, cfg.max_clips_per_video, cfg.clip_gap)
+            if cfg.detect_cuts:
+                cuts, total = detect_cuts(iter_frames(uri)[1])
+                shots = shots_from_cuts(cuts, total)
+                plans = plan_clips_in_shots(shots, cfg.num_frames, stride, cfg.max_clips_per_video, cfg.clip_gap)
+            else:
+                plans = plan_clips(info.num_frames, cfg.num_frames, stride, cfg.max_clips_per_video, cfg.clip_gap)
             fingerprint = file_fingerprint(uri)
         except (VideoDecodeError, ClipPlanError, OSError) as exc:
             return [self._video_reject(uri, "unreadable" if not isinstance(exc, ClipPlanError) else "too_short",

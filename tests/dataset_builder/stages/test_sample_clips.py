@@ -11,6 +11,16 @@ def _states(batch):
     return [ClipState.model_validate_json(m) for m in batch["meta"]]
 
 
+def test_clips_never_span_a_shot_cut(bikes_path):
+    stage = SampleClips(ClipConfig(num_frames=16, height=32, width=48, max_clips_per_video=4), "cfg")
+    states = _states(stage({"uri": np.array([str(bikes_path)])}))
+    cuts = (30, 76, 137, 187, 242)  # hard cuts in bikes.mp4
+    assert len(states) == 4
+    for s in states:
+        last = s.start_frame + (s.num_frames - 1) * s.frame_stride
+        assert not any(s.start_frame < c <= last for c in cuts), (s.start_frame, last)
+
+
 def test_real_video_becomes_resized_clips(bikes_path):
     stage = SampleClips(ClipConfig(num_frames=8, height=64, width=96, max_clips_per_video=3), "cfg")
     batch = stage({"uri": np.array([str(bikes_path)])})
@@ -41,6 +51,6 @@ def test_unreadable_and_too_short_inputs_become_rejects(tmp_path, bikes_path):
     states = _states(batch)
     assert [(s.rejected, s.rejects[0].stage, s.rejects[0].reason) for s in states] == [
         (True, "clip", "unreadable"), (True, "clip", "too_short")]
-    assert "junk.mp4" in states[0].rejects[0].detail and "250 frames" in states[1].rejects[0].detail
+    assert "junk.mp4" in states[0].rejects[0].detail and "a clip needs 300" in states[1].rejects[0].detail
     assert batch["frames"][0].size == 0
     json.loads(batch["meta"][0])

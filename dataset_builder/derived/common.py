@@ -1,0 +1,206 @@
+"""Rows, the error-capturing stage wrapper and layer encoding shared by the copy-paste and image-layers DAGs.
+
+A row is one *unit* (a fg/bg pair, or an input image) that commits to a shard atomically:
+
+``meta``    JSON of :class:`UnitState` (sample records so far, rejects)
+``fg``      uint8 (K, T, H, W, 3) foreground RGB of the K samples; T == 1 for static samples
+``alpha``   uint8 (K, T, H, W)
+``bg``      uint8 (K, T, H, W, 3)
+``blend``   uint8 (K, T, H, W, 3)
+``payload`` bytes: tar fragment of the encoded members (after :class:`EncodeLayersStage`)
+
+Static samples travel as one frame and are repeated only at encode time, so Ray moves 1/T of the data.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import logging
+import tarfile
+import traceback
+from fractions import Fraction
+from typing import Any, ClassVar
+
+import numpy as np
+from pydantic import BaseModel, Field
+
+from dataset_builder.io.shard_writer import SampleToWrite
+from dataset_builder.io.video import encode_alpha, encode_rgb
+from schemas import LayeredSample, RejectRecord
+
+log = logging.getLogger(__name__)
+
+LAYER_COLUMNS = ("fg", "alpha", "bg", "blend")
+
+
+def stable_id(*parts: Any, n: int = 16) -> str:
+    """Order- and process-independent short hash (Python's ``hash`` is salted per process)."""
+    return hashlib.sha1("\x1f".join(str(p) for p in parts).encode()).hexdigest()[:n]
+
+
+class UnitState(BaseModel):
+    unit_id: str
+    source_uri: str
+    #: What to build (pair of sources, image path, ...), set by the driver.
+    task: dict[str, Any] = Field(default_factory=dict)
+    samples: list[LayeredSample] = Field(default_factory=list)
+    rejects: list[RejectRecord] = Field(default_factory=list)
+    rejected: bool = False
+
+    def reject(self, stage: str, reason: str, detail: str = "", object_id: int = -1) -> None:
+        self.rejects.append(RejectRecord(source_uri=self.source_uri, clip_id=self.unit_id, object_id=object_id,
+                                         stage=stage, reason=reason, detail=detail[:2000]))
+
+    def reject_unit(self, stage: str, reason: str, detail: str = "") -> None:
+        self.reject(stage, reason, detail)
+        self.rejected = True
+
+
+def empty_layers() -> dict[str, np.ndarray]:
+    return {"fg": np.zeros((0, 0, 0, 0, 3), np.uint8), "alpha": np.zeros((0, 0, 0, 0), np.uint8),
+            "bg": np.zeros((0, 0, 0, 0, 3), np.uint8), "blend": np.zeros((0, 0, 0, 0, 3), np.uint8)}
+
+
+def rows_from_batch(batch: dict[str, np.ndarray]) -> list[dict[str, Any]]:
+    n = len(next(iter(batch.values()))) if batch else 0
+    return [{k: v[i] for k, v in batch.items()} for i in range(n)]
+
+
+def batch_from_rows(rows: list[dict[str, Any]]) -> dict[str, np.ndarray]:
+    """Stack uniform array columns; anything ragged (shapes, bytes) becomes an object column."""
+    out: dict[str, np.ndarray] = {}
+    for key in rows[0] if rows else ():
+        values = [row[key] for row in rows]
+        if all(isinstance(v, np.ndarray) for v in values) and len({(v.shape, v.dtype) for v in values}) == 1:
+            out[key] = np.stack(values)
+        else:
+            column = np.empty(len(values), dtype=object)
+            column[:] = values
+            out[key] = column
+    return out
+
+
+class UnitStage:
+    """Per-unit logic with error capture: an exception becomes a reject of the unit, never a lost unit.
+    Subclasses set ``stage`` (the reject stage name) and implement :meth:`process`."""
+
+    stage: ClassVar[str]
+
+    def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        rows = rows_from_batch(batch)
+        for row in rows:
+            state = UnitState.model_validate_json(row["meta"])
+            if not state.rejected:
+                try:
+                    self.process(state, row)
+                except Exception as exc:  # noqa: BLE001 - the point: every failure becomes a reject
+                    log.warning("%s failed on %s: %s", self.stage, state.unit_id, exc)
+                    state.reject_unit(self.stage, "error",
+                                      f"{type(exc).__name__}: {exc}\n" + traceback.format_exc(limit=3))
+            if state.rejected or not state.samples:
+                row.update(empty_layers())
+            row["meta"] = state.model_dump_json()
+        return batch_from_rows(rows)
+
+    def process(self, state: UnitState, row: dict[str, Any]) -> None:
+        raise NotImplementedError
+
+
+class EncodeLayersStage:
+    """Encode each sample's layers (H.264 RGB, FFV1 alpha) into a tar fragment; drops the raw arrays.
+
+    Applies ``fg_fill`` outside the alpha, and repeats single-frame (static) layers to ``num_frames``.
+    """
+
+    def __init__(self, stage: str, crf: int = 18, fg_fill: int = 0, exact_static: bool = True):
+        self.stage, self.crf, self.fg_fill, self.exact_static = stage, crf, fg_fill, exact_static
+
+    def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        out = []
+        for row in rows_from_batch(batch):
+            state = UnitState.model_validate_json(row["meta"])
+            payload = b""
+            if not state.rejected and state.samples:
+                try:
+                    payload = self.encode(state, row)
+                except Exception as exc:  # noqa: BLE001 - recorded as a reject, never fatal
+                    state.reject_unit(self.stage, "encode_error", f"{type(exc).__name__}: {exc}")
+            out.append({"meta": state.model_dump_json(), "payload": payload})
+        return batch_from_rows(out)
+
+    def encode(self, state: UnitState, row: dict[str, Any]) -> bytes:
+        buf = io.BytesIO()
+        with tarfile.open(fileobj=buf, mode="w", format=tarfile.USTAR_FORMAT) as tar:
+            for k, record in enumerate(state.samples):
+                layers = {name: row[name][k] for name in LAYER_COLUMNS}
+                fg = layers["fg"].copy()
+                fg[layers["alpha"] == 0] = self.fg_fill
+                n, fps = record.num_frames, record.fps
+                members = {
+                    "fg.mp4": self._rgb(fg, n, fps),
+                    "alpha.mkv": encode_alpha(_to_length(layers["alpha"], n), fps),
+                    "bg.mp4": self._rgb(layers["bg"], n, fps),
+                    "blend.mp4": self._rgb(layers["blend"], n, fps),
+                }
+                for suffix, data in members.items():
+                    info = tarfile.TarInfo(f"{record.key}.{suffix}")
+                    info.size = len(data)
+                    tar.addfile(info, io.BytesIO(data))
+        return buf.getvalue()
+
+    def _rgb(self, frames: np.ndarray, num_frames: int, fps: float) -> bytes:
+        if self.exact_static and len(frames) == 1 and num_frames > 1:
+            return encode_static_rgb(frames[0], num_frames, fps, self.crf)
+        return encode_rgb(_to_length(frames, num_frames), fps, self.crf)
+
+
+def encode_static_rgb(frame: np.ndarray, num_frames: int, fps: float, crf: int = 18) -> bytes:
+    """H.264 MP4 of one frame shown ``num_frames`` times, decoding to bit-identical frames.
+
+    The frame is coded once as an IDR picture and that packet is muxed ``num_frames`` times. Plain
+    H.264 of repeated frames lets P-frames keep refining the picture (visible as flicker on textured
+    content), which a static-video (motion scale 1) sample must not have; the price is ~8x the bytes.
+    """
+    import av
+
+    rate = Fraction(fps if fps > 0 else 8.0).limit_denominator(1001)
+    buf = io.BytesIO()
+    with av.open(buf, mode="w", format="mp4") as container:
+        stream = container.add_stream("libx264", rate=rate)
+        stream.width, stream.height = frame.shape[1], frame.shape[0]
+        stream.pix_fmt = "yuv420p"
+        stream.options = {"crf": str(crf), "preset": "medium"}
+        video_frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(frame, np.uint8), format="rgb24")
+        packets = [*stream.encode(video_frame), *stream.encode()]
+        if len(packets) != 1:
+            raise RuntimeError(f"expected one packet for one frame, got {len(packets)}")
+        data, time_base = bytes(packets[0]), packets[0].time_base
+        step = max(1, round(1 / (rate * time_base)))
+        for i in range(num_frames):
+            packet = av.Packet(data)
+            packet.pts = packet.dts = i * step
+            packet.time_base, packet.stream, packet.is_keyframe = time_base, stream, True
+            container.mux(packet)
+    return buf.getvalue()
+
+
+def _to_length(frames: np.ndarray, num_frames: int) -> np.ndarray:
+    if len(frames) == num_frames:
+        return frames
+    if len(frames) == 1:
+        return np.repeat(frames, num_frames, axis=0)
+    raise ValueError(f"layer has {len(frames)} frames, record says {num_frames}")
+
+
+def samples_from_row(meta: str, payload: bytes) -> tuple[UnitState, list[SampleToWrite]]:
+    """Driver side: the unit's records and their encoded members, ready for ``ShardWriter.add_clip``."""
+    state = UnitState.model_validate_json(meta)
+    if state.rejected or not payload:
+        return state, []
+    members: dict[str, dict[str, bytes]] = {}
+    with tarfile.open(fileobj=io.BytesIO(payload), mode="r") as tar:
+        for info in tar.getmembers():
+            key, _, suffix = info.name.partition(".")
+            members.setdefault(key, {})[suffix] = tar.extractfile(info).read()
+    return state, [SampleToWrite(record, members[record.key]) for record in state.samples]

@@ -1,0 +1,184 @@
+"""Typed configs of the derived (LayerFlow stage 2/3) datasets; ``configs/copypaste.yaml`` and
+``configs/image_layers.yaml`` mirror them.
+
+As in :class:`dataset_builder.config.BuildConfig`, only fields that change *what* is produced enter
+``processing_hash`` (and so every unit id); paths and parallelism do not, so reruns resume.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from typing import Any, Literal
+
+from pydantic import Field, model_validator
+
+from dataset_builder.config import (
+    BackendSpec,
+    OutputConfig,
+    RayConfig,
+    Resources,
+    Strict,
+    apply_overrides,
+    load_yaml,
+)
+
+
+class FrameConfig(Strict):
+    """Output geometry. Sources are resized to cover (height, width) and centre-cropped."""
+
+    num_frames: int = 16
+    height: int = 480
+    width: int = 720
+    fps: float = 8.0
+
+    @model_validator(mode="after")
+    def _check(self) -> FrameConfig:
+        if self.num_frames < 1:
+            raise ValueError("num_frames must be >= 1")
+        if self.height % 2 or self.width % 2:
+            raise ValueError("height and width must be even (H.264 needs it)")
+        return self
+
+
+def _hash(payload: dict[str, Any]) -> str:
+    return hashlib.sha1(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()[:12]
+
+
+class CopyPasteInput(Strict):
+    #: Coarse dataset dirs (their committed shards are read), shard .tar files or globs: fg sources.
+    fg_shards: list[str] = Field(default_factory=lambda: ["out/coarse"])
+    #: Same, for backgrounds (the ``bg`` layer of each sample). Empty: use only ``bg_videos``.
+    bg_shards: list[str] = Field(default_factory=lambda: ["out/coarse"])
+    #: Raw videos (files, dirs searched recursively, globs) decoded as extra backgrounds.
+    bg_videos: list[str] = Field(default_factory=list)
+    video_extensions: list[str] = Field(default_factory=lambda: [".mp4", ".avi", ".mov", ".mkv", ".webm"])
+    #: Temporal stride and first frame used when decoding a raw background video.
+    bg_video_stride: int = 1
+    bg_video_start: int = 0
+    max_fg: int | None = None
+
+
+class PasteConfig(Strict):
+    seed: int = 0
+    #: Backgrounds per foreground (distinct, never from the foreground's own source video).
+    pairs_per_fg: int = 1
+    #: Object scale as a fraction of the largest scale at which its (all-frames) box still fits.
+    scale_range: tuple[float, float] = (0.5, 1.0)
+    #: Mild LAB mean/std transfer of the fg towards the bg; 0 disables it, 1 is a full transfer.
+    harmonize: float = 0.3
+    #: Alpha values at or below this do not count as object when computing the box.
+    alpha_threshold: int = 8
+    #: Caption for backgrounds decoded from raw videos (they have none).
+    bg_video_caption: str = "a video background scene"
+    #: ``{fg}``/``{bg}`` are the source captions without their final period; bg starts lower-case.
+    blend_template: str = "{fg}. In the background, {bg}."
+
+    @model_validator(mode="after")
+    def _check(self) -> PasteConfig:
+        lo, hi = self.scale_range
+        if not 0 < lo <= hi <= 1:
+            raise ValueError("scale_range must satisfy 0 < lo <= hi <= 1 (1 = just fits the frame)")
+        if not 0 <= self.harmonize <= 1:
+            raise ValueError("harmonize must be in [0, 1]")
+        if self.pairs_per_fg < 1:
+            raise ValueError("pairs_per_fg must be >= 1")
+        return self
+
+
+class CopyPasteConfig(Strict):
+    profile: str = "cpu"
+    input: CopyPasteInput = Field(default_factory=CopyPasteInput)
+    frames: FrameConfig = Field(default_factory=FrameConfig)
+    paste: PasteConfig = Field(default_factory=PasteConfig)
+    output: OutputConfig = Field(default_factory=lambda: OutputConfig(dir="out/copypaste"))
+    ray: RayConfig = Field(default_factory=RayConfig)
+    #: Actor pools of the decode+paste stage and of the encode stage (``ray.*_num_cpus`` are unused here).
+    composite: Resources = Field(default_factory=Resources)
+    encode: Resources = Field(default_factory=Resources)
+
+    def processing_hash(self) -> str:
+        return _hash({
+            "frames": self.frames.model_dump(),
+            "paste": self.paste.model_dump(),
+            "bg_video": [self.input.bg_video_stride, self.input.bg_video_start],
+            "output": self.output.model_dump(include={"crf", "fg_fill"}),
+        })
+
+
+class ImageInput(Strict):
+    #: Image files, folders (searched recursively) or globs. A folder holding a ``background``
+    #: image and ``layer_*``/``instance_*`` RGBA images is one MULAN-style decomposed input.
+    paths: list[str] = Field(default_factory=lambda: ["data/samples/images"])
+    extensions: list[str] = Field(default_factory=lambda: [".jpg", ".jpeg", ".png", ".webp", ".bmp"])
+    max_images: int | None = None
+
+
+class MattingConfig(Strict):
+    #: Longest side of the working copy used for saliency, GrabCut and matting (speed knob).
+    working_size: int = 192
+    method: Literal["cf", "knn"] = "cf"
+    grabcut_iters: int = 5
+    #: Half-width of the trimap's unknown band, as a fraction of the working image diagonal.
+    trimap_band: float = 0.02
+    #: Weight of the centre prior against spectral-residual saliency (0..1).
+    center_weight: float = 0.5
+    #: Objects covering less / more of the image than this are rejected.
+    min_area: float = 0.01
+    max_area: float = 0.85
+
+
+class LayersConfig(Strict):
+    #: "each": one sample per instance layer (bg = all other layers); "union": one sample whose fg is
+    #: all instances together (bg = the background layer).
+    instance_mode: Literal["each", "union"] = "each"
+    #: Instances whose visible alpha covers less than this fraction of the image are skipped.
+    min_area: float = 0.002
+
+
+class CaptionTemplates(Strict):
+    label: str = "object"
+    fg: str = "the main {label} of the image"
+    bg: str = "the scene behind the {label}, with the {label} removed"
+    blend: str = "the {label} in its scene"
+
+
+class ImageLayersConfig(Strict):
+    profile: str = "cpu"
+    input: ImageInput = Field(default_factory=ImageInput)
+    frames: FrameConfig = Field(default_factory=FrameConfig)
+    matting: MattingConfig = Field(default_factory=MattingConfig)
+    layers: LayersConfig = Field(default_factory=LayersConfig)
+    captions: CaptionTemplates = Field(default_factory=CaptionTemplates)
+    inpaint: BackendSpec = Field(default_factory=BackendSpec)
+    output: OutputConfig = Field(default_factory=lambda: OutputConfig(dir="out/image_layers"))
+    ray: RayConfig = Field(default_factory=RayConfig)
+    #: The layering stage (matting + inpainting) runs on ``inpaint.resources``; encoding on this pool.
+    encode: Resources = Field(default_factory=Resources)
+    #: "exact": RGB layers decode to bit-identical frames (one IDR repeated, ~8x larger);
+    #: "h264": ordinary H.264 of the repeated frame (small, frames equal up to codec refinement).
+    static_encoding: Literal["exact", "h264"] = "exact"
+    model_root: str | None = None
+
+    def processing_hash(self) -> str:
+        return _hash({
+            "frames": self.frames.model_dump(),
+            "matting": self.matting.model_dump(),
+            "layers": self.layers.model_dump(),
+            "captions": self.captions.model_dump(),
+            "inpaint": self.inpaint.model_dump(include={"name", "model_dir", "options", "dtype"}),
+            "static_encoding": self.static_encoding,
+            "output": self.output.model_dump(include={"crf", "fg_fill"}),
+        })
+
+
+def load_copypaste_config(path: str | os.PathLike | None, overrides: list[str] | None = None) -> CopyPasteConfig:
+    data = load_yaml(path) if path else {}
+    return CopyPasteConfig.model_validate(apply_overrides(data, overrides or []))
+
+
+def load_image_layers_config(path: str | os.PathLike | None,
+                             overrides: list[str] | None = None) -> ImageLayersConfig:
+    data = load_yaml(path) if path else {}
+    return ImageLayersConfig.model_validate(apply_overrides(data, overrides or []))

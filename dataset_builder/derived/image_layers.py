@@ -1,0 +1,331 @@
+"""Static layered videos from images (LayerFlow stages 2/3, motion scale 1), MULAN-style.
+
+Two kinds of input:
+
+* a single RGB image: the salient object is matted (:mod:`dataset_builder.derived.matting`), the
+  background is the image with the object inpainted away (inpaint backend from the registry), and
+  captions come from templates;
+* a decomposed ("MULAN-style") folder: a ``background`` (or ``layer_0``) image plus RGBA instance
+  layers ``layer_1``, ``layer_2``, ... (or ``instance_*``), bottom to top, and an optional
+  ``captions.json``. The alpha is the layers' own, used as is.
+
+Every sample is one frame repeated ``num_frames`` times (repeated at encode time).
+"""
+
+from __future__ import annotations
+
+import glob
+import hashlib
+import json
+import logging
+import re
+from pathlib import Path
+from typing import Any, Literal
+
+import cv2
+import numpy as np
+from pydantic import BaseModel
+
+from dataset_builder import __version__
+from dataset_builder.derived.common import UnitStage, UnitState, stable_id
+from dataset_builder.derived.config import ImageLayersConfig
+from dataset_builder.derived.matting import estimate_foreground, matte_salient_object
+from dataset_builder.ops.clips import resize_frames
+from dataset_builder.ops.composite import composite
+from schemas import Captions, LayeredSample, Provenance
+
+log = logging.getLogger(__name__)
+
+STAGE = "image_layers"
+BACKGROUND_STEMS = ("background", "layer_0", "bg")
+_INSTANCE_RE = re.compile(r"^(layer_[1-9]\d*|instance.*)$", re.IGNORECASE)
+
+
+class ImageTask(BaseModel):
+    kind: Literal["image", "layered"]
+    path: str
+
+
+# -- discovery (driver) ----------------------------------------------------------------------------
+def _background_file(folder: Path, exts: set[str]) -> Path | None:
+    for path in sorted(folder.iterdir()):
+        if path.is_file() and path.suffix.lower() in exts and path.stem.lower() in BACKGROUND_STEMS:
+            return path
+    return None
+
+
+def instance_files(folder: Path, exts: set[str]) -> list[Path]:
+    """Instance layers bottom to top (natural order: layer_2 before layer_10)."""
+    files = [p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in exts and _INSTANCE_RE.match(p.stem)]
+    return sorted(files, key=lambda p: [int(t) if t.isdigit() else t for t in re.split(r"(\d+)", p.stem.lower())])
+
+
+def discover_inputs(entries: list[str], extensions: list[str], limit: int | None = None) -> list[ImageTask]:
+    """Image files and MULAN-style folders under ``entries`` (files, folders, globs), sorted, deduplicated."""
+    exts = {e.lower() for e in extensions}
+    tasks: dict[str, ImageTask] = {}
+
+    def visit_dir(folder: Path) -> None:
+        if _background_file(folder, exts) is not None:
+            tasks.setdefault(str(folder), ImageTask(kind="layered", path=str(folder)))
+            return
+        for path in sorted(folder.iterdir()):
+            if path.is_dir():
+                visit_dir(path)
+            elif path.suffix.lower() in exts:
+                tasks.setdefault(str(path), ImageTask(kind="image", path=str(path)))
+
+    for entry in entries:
+        matches = [Path(entry)] if Path(entry).exists() else [Path(p) for p in sorted(glob.glob(entry, recursive=True))]
+        for path in matches:
+            if path.is_dir():
+                visit_dir(path)
+            elif path.is_file():
+                tasks.setdefault(str(path), ImageTask(kind="image", path=str(path)))
+    out = sorted(tasks.values(), key=lambda t: t.path)
+    return out[:limit] if limit is not None else out
+
+
+# -- loading and layer maths (pure) ----------------------------------------------------------------
+def load_rgba(path: str | Path) -> np.ndarray:
+    """uint8 RGBA (H, W, 4); opaque if the file has no alpha. Raises ValueError if unreadable."""
+    image = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
+    if image is None:
+        raise ValueError(f"{path}: not a readable image")
+    if image.dtype == np.uint16:
+        image = (image // 257).astype(np.uint8)
+    if image.ndim == 2:
+        image = cv2.cvtColor(image, cv2.COLOR_GRAY2BGR)
+    if image.shape[2] == 3:
+        return np.dstack([image[..., ::-1], np.full(image.shape[:2], 255, np.uint8)])
+    return np.ascontiguousarray(cv2.cvtColor(image, cv2.COLOR_BGRA2RGBA))
+
+
+def composite_over(bottom: np.ndarray, layers: list[np.ndarray]) -> np.ndarray:
+    """Float RGB (H, W, 3) of RGBA ``layers`` stacked over an opaque ``bottom`` RGB, bottom to top."""
+    out = bottom.astype(np.float32)
+    for layer in layers:
+        a = layer[..., 3:].astype(np.float32) / 255.0
+        out = layer[..., :3].astype(np.float32) * a + out * (1 - a)
+    return out
+
+
+def union_layer(instances: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+    """All instances merged into one layer: (fg RGB uint8, alpha uint8), exact under "over"."""
+    premult = np.zeros(instances[0].shape[:2] + (3,), np.float32)
+    cover = np.zeros(instances[0].shape[:2], np.float32)
+    for layer in instances:
+        a = layer[..., 3].astype(np.float32) / 255.0
+        premult = layer[..., :3].astype(np.float32) * a[..., None] + premult * (1 - a[..., None])
+        cover = a + cover * (1 - a)
+    fg = np.where(cover[..., None] > 0, premult / np.maximum(cover, 1e-6)[..., None], 0)
+    return _u8(fg), _u8(cover * 255)
+
+
+def visible_alpha(instances: list[np.ndarray], k: int) -> np.ndarray:
+    """Alpha of instance ``k`` as seen through the layers above it, uint8."""
+    a = instances[k][..., 3].astype(np.float32) / 255.0
+    for layer in instances[k + 1:]:
+        a = a * (1 - layer[..., 3].astype(np.float32) / 255.0)
+    return instances[k][..., 3] if len(instances) == k + 1 else _u8(a * 255)
+
+
+def instance_layers(bottom: np.ndarray, instances: list[np.ndarray], k: int) -> tuple[np.ndarray, np.ndarray]:
+    """(bg, fg) uint8 of instance ``k``: bg is the scene without it; fg is its colour, corrected where
+    semi-transparent layers above it overlap, so that ``fg * visible_alpha + bg * (1 - visible_alpha)``
+    equals the full composite there too (elsewhere the correction is zero)."""
+    below = composite_over(bottom, instances[:k])
+    bg = composite_over(bottom, instances[:k] + instances[k + 1:])
+    fg = instances[k][..., :3].astype(np.float32) + (bg - below)
+    return _u8(bg), _u8(fg)
+
+
+def _u8(x: np.ndarray) -> np.ndarray:
+    return np.clip(np.rint(x), 0, 255).astype(np.uint8)
+
+
+def psnr(a: np.ndarray, b: np.ndarray) -> float:
+    mse = float(np.mean((a.astype(np.float32) - b.astype(np.float32)) ** 2))
+    return 99.0 if mse == 0 else 10 * np.log10(255.0**2 / mse)
+
+
+# -- inpainting ------------------------------------------------------------------------------------
+class Cv2TeleaInpaintFallback:
+    """Used only while the registry's CPU inpainter module does not exist: per-frame cv2 Telea."""
+
+    name = "cv2_telea_fallback"
+
+    def __init__(self, radius: int = 5, dilate: int = 6):
+        self.radius = radius
+        self.kernel = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * dilate + 1, 2 * dilate + 1))
+
+    def inpaint(self, frames: np.ndarray, masks: np.ndarray) -> np.ndarray:
+        holes = [cv2.dilate((m > 0).astype(np.uint8) * 255, self.kernel) for m in masks]
+        return np.stack([cv2.inpaint(np.ascontiguousarray(f), hole, self.radius, cv2.INPAINT_TELEA)
+                         for f, hole in zip(frames, holes)])
+
+
+def build_inpainter(cfg: ImageLayersConfig) -> tuple[Any, str]:
+    """(inpainter, name for provenance). Falls back to cv2 only if the backend's module is missing."""
+    from dataset_builder.models.registry import BackendKind, build_backend
+
+    spec = cfg.inpaint
+    if cfg.model_root and spec.model_dir:
+        spec = spec.model_copy(update={"model_dir": str(spec.resolved_model_dir(cfg.model_root))})
+    try:
+        return build_backend(BackendKind.INPAINTER, spec), spec.name
+    except ModuleNotFoundError as exc:
+        if not (exc.name or "").startswith("dataset_builder."):
+            raise
+        log.warning("inpaint backend %r unavailable (%s); using cv2 Telea fallback", spec.name, exc)
+        fallback = Cv2TeleaInpaintFallback()
+        return fallback, fallback.name
+
+
+# -- Ray stage -------------------------------------------------------------------------------------
+class ImageLayersStage(UnitStage):
+    """One input (image or decomposed folder) -> one or more static layered samples."""
+
+    stage = STAGE
+
+    def __init__(self, config: dict[str, Any]):
+        self.cfg = ImageLayersConfig.model_validate(config)
+        self.config_hash = self.cfg.processing_hash()
+        self.exts = {e.lower() for e in self.cfg.input.extensions}
+        self._inpainter: tuple[Any, str] | None = None
+
+    def inpainter(self) -> tuple[Any, str]:
+        """Built on first use, so runs over decomposed folders only never load an inpainting model."""
+        if self._inpainter is None:
+            self._inpainter = build_inpainter(self.cfg)
+        return self._inpainter
+
+    def process(self, state: UnitState, row: dict[str, Any]) -> None:
+        task = ImageTask.model_validate(state.task)
+        layers = self._layered(state, task) if task.kind == "layered" else self._single(state, task)
+        if not layers:
+            state.rejected = True
+            return
+        for name in ("fg", "alpha", "bg", "blend"):
+            row[name] = np.stack([layer[name] for layer in layers])[:, None]  # (K, 1, H, W, ...)
+
+    # single RGB image: matting + inpainting
+    def _single(self, state: UnitState, task: ImageTask) -> list[dict[str, np.ndarray]]:
+        try:
+            rgba = load_rgba(task.path)
+        except ValueError as exc:
+            state.reject(STAGE, "unreadable", str(exc))
+            return []
+        h, w = self.cfg.frames.height, self.cfg.frames.width
+        image = resize_frames(rgba[None, ..., :3], h, w)[0]
+        m = self.cfg.matting
+        alpha = matte_salient_object(image, m.working_size, m.method, m.grabcut_iters, m.trimap_band,
+                                     m.center_weight)
+        area = float(alpha.mean() / 255.0)
+        if not m.min_area <= area <= m.max_area:
+            state.reject(STAGE, "no_object" if area < m.min_area else "object_too_large", f"area {area:.3f}")
+            return []
+        hole = np.where(alpha > 8, 255, 0).astype(np.uint8)  # backends grow the hole over soft edges
+        inpainter, inpainter_name = self.inpainter()
+        bg = np.asarray(inpainter.inpaint(image[None], hole[None])[0], np.uint8)
+        fg = estimate_foreground(image, alpha)
+        blend = composite(fg, bg, alpha)
+        label = self.cfg.captions.label
+        captions = self._template_captions(label)
+        scores = {"alpha_coverage": area, "recompose_psnr": psnr(blend, image)}
+        backends = {"matting": f"saliency+grabcut+{m.method}", "inpaint": inpainter_name}
+        state.samples.append(self._record(state, task, 0, label, captions, scores, backends, ["matted"]))
+        return [{"fg": fg, "alpha": alpha, "bg": bg, "blend": blend}]
+
+    # MULAN-style folder: layers given
+    def _layered(self, state: UnitState, task: ImageTask) -> list[dict[str, np.ndarray]]:
+        folder = Path(task.path)
+        try:
+            bottom = load_rgba(_background_file(folder, self.exts))
+            instances = [load_rgba(p) for p in instance_files(folder, self.exts)]
+        except ValueError as exc:
+            state.reject(STAGE, "unreadable", str(exc))
+            return []
+        if not instances:
+            state.reject(STAGE, "no_instance_layers", str(folder))
+            return []
+        if any(layer.shape != bottom.shape for layer in instances):
+            state.reject(STAGE, "layer_size_mismatch", f"{[l.shape for l in [bottom, *instances]]}")
+            return []
+        h, w = self.cfg.frames.height, self.cfg.frames.width
+        stack = resize_frames(np.stack([bottom, *instances]), h, w)
+        bottom_rgb, instances = stack[0, ..., :3], list(stack[1:])
+        meta = _read_captions(folder)
+        stems = [p.stem for p in instance_files(folder, self.exts)]
+        backends = {"layers": "rgba"}
+        if self.cfg.layers.instance_mode == "union":
+            fg, alpha = union_layer(instances)
+            label = _pick(meta.get("label"), None, self.cfg.captions.label, join=True)
+            parts = [(0, fg, alpha, bottom_rgb, label, _pick(meta.get("fg"), None, None, join=True))]
+            if alpha.mean() / 255.0 < self.cfg.layers.min_area:
+                state.reject(STAGE, "instance_too_small", "union", object_id=0)
+                parts = []
+        else:
+            parts = []
+            for k, stem in enumerate(stems):
+                alpha = visible_alpha(instances, k)
+                if alpha.mean() / 255.0 < self.cfg.layers.min_area:
+                    state.reject(STAGE, "instance_too_small", stem, object_id=k)
+                    continue
+                bg, fg = instance_layers(bottom_rgb, instances, k)
+                label = _pick(meta.get("label"), stem, self.cfg.captions.label)
+                parts.append((k, fg, alpha, bg, label, _pick(meta.get("fg"), stem, None)))
+        out = []
+        for object_id, fg, alpha, bg, label, fg_caption in parts:
+            template = self._template_captions(label)
+            captions = Captions(fg=fg_caption or template.fg, bg=meta.get("bg") or template.bg,
+                                blend=meta.get("blend") or template.blend)
+            scores = {"alpha_coverage": float(alpha.mean() / 255.0)}
+            state.samples.append(self._record(state, task, object_id, label, captions, scores, backends, ["mulan"]))
+            out.append({"fg": fg, "alpha": alpha, "bg": bg, "blend": composite(fg, bg, alpha)})
+        return out
+
+    def _template_captions(self, label: str) -> Captions:
+        c = self.cfg.captions
+        return Captions(fg=c.fg.format(label=label), bg=c.bg.format(label=label), blend=c.blend.format(label=label))
+
+    def _record(self, state: UnitState, task: ImageTask, object_id: int, label: str, captions: Captions,
+                scores: dict[str, float], backends: dict[str, str], tags: list[str]) -> LayeredSample:
+        f = self.cfg.frames
+        return LayeredSample(
+            key=f"{state.unit_id}_{object_id}", clip_id=state.unit_id, object_id=object_id, kind="static",
+            label=label, num_frames=f.num_frames, height=f.height, width=f.width, fps=f.fps, captions=captions,
+            tags=["static", *tags], scores=scores, motion_scale=1.0, fg_fill=self.cfg.output.fg_fill,
+            provenance=Provenance(source_uri=task.path, source_sha1=_sha1_of(task.path), start_frame=0,
+                                  config_hash=self.config_hash, backends=backends, builder_version=__version__),
+        )
+
+
+def _read_captions(folder: Path) -> dict[str, Any]:
+    path = folder / "captions.json"
+    return json.loads(path.read_text()) if path.is_file() else {}
+
+
+def _pick(value: Any, stem: str | None, default: str | None, join: bool = False) -> str | None:
+    """A caption/label from captions.json: a string, or a {layer stem: string} map."""
+    if isinstance(value, str):
+        return value
+    if isinstance(value, dict):
+        if stem is not None and stem in value:
+            return value[stem]
+        if join and value:
+            return " and ".join(str(v) for _, v in sorted(value.items()))
+    return default
+
+
+def _sha1_of(path: str) -> str:
+    p = Path(path)
+    files = [p] if p.is_file() else sorted(q for q in p.iterdir() if q.is_file())
+    digest = hashlib.sha1()
+    for file in files:
+        digest.update(file.read_bytes())
+    return digest.hexdigest()
+
+
+def unit_id_for(task: ImageTask, config_hash: str) -> str:
+    return "img-" + stable_id(config_hash, task.kind, task.path)

@@ -1,0 +1,130 @@
+"""Driver of the two derived datasets: plan units on the driver, run them through a Ray Data DAG
+(layering stage -> encode stage, actor pools with fractional CPUs), write shards with ShardWriter.
+
+Units already committed in ``output.dir`` are filtered out before Ray starts, so a resumed run does
+no work for them; the writer would skip them anyway.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator
+from typing import Any
+
+from dataset_builder.config import RayConfig, Resources
+from dataset_builder.derived import copypaste as cp
+from dataset_builder.derived import image_layers as il
+from dataset_builder.derived.common import EncodeLayersStage, UnitState, samples_from_row, stable_id
+from dataset_builder.derived.config import CopyPasteConfig, ImageLayersConfig
+from dataset_builder.io.shard_writer import ShardWriter
+from schemas import RejectRecord
+
+log = logging.getLogger(__name__)
+
+
+def _init_ray(cfg: RayConfig) -> bool:
+    """Connect/start Ray unless already up. Returns True if this call started it (caller shuts down)."""
+    import ray
+
+    if ray.is_initialized():
+        return False
+    ray.init(address=cfg.address, num_cpus=cfg.num_cpus, include_dashboard=False, ignore_reinit_error=True)
+    return True
+
+
+def build_dag(metas: list[str], stage_cls: type, stage_kwargs: dict[str, Any], stage_res: Resources,
+              encode_kwargs: dict[str, Any], encode_res: Resources, ray_cfg: RayConfig):
+    """from_items(unit metas) -> stage_cls actors -> EncodeLayersStage actors. Returns the Dataset."""
+    import ray
+
+    ray.data.DataContext.get_current().execution_options.preserve_order = ray_cfg.preserve_order
+    ds = ray.data.from_items([{"meta": meta} for meta in metas])
+    ds = ds.map_batches(stage_cls, fn_constructor_kwargs=stage_kwargs, batch_size=stage_res.batch_size,
+                        batch_format="numpy", num_cpus=stage_res.num_cpus, num_gpus=stage_res.num_gpus or None,
+                        compute=ray.data.ActorPoolStrategy(size=stage_res.concurrency))
+    return ds.map_batches(EncodeLayersStage, fn_constructor_kwargs=encode_kwargs, batch_size=encode_res.batch_size,
+                          batch_format="numpy", num_cpus=encode_res.num_cpus,
+                          compute=ray.data.ActorPoolStrategy(size=encode_res.concurrency))
+
+
+def _execute(ds) -> Iterator[tuple[str, bytes]]:
+    for row in ds.iter_rows():
+        yield str(row["meta"]), bytes(row["payload"])
+
+
+def _write_units(writer: ShardWriter, rows: Iterator[tuple[str, bytes]]) -> None:
+    for meta, payload in rows:
+        state, samples = samples_from_row(meta, payload)
+        writer.add_clip(state.unit_id, samples, state.rejects)
+
+
+def _reject_only(writer: ShardWriter, unit_id: str, source_uri: str, stage: str, reason: str, detail: str) -> None:
+    writer.add_clip(unit_id, [], [RejectRecord(source_uri=source_uri, clip_id=unit_id, stage=stage,
+                                               reason=reason, detail=detail[:2000])])
+
+
+def _run(writer: ShardWriter, metas: list[str], stage_cls: type, cfg: CopyPasteConfig | ImageLayersConfig,
+         stage_res: Resources, **encode_options: Any) -> None:
+    if not metas:
+        return
+    started = _init_ray(cfg.ray)
+    try:
+        ds = build_dag(metas, stage_cls, {"config": cfg.model_dump(mode="json")}, stage_res,
+                       {"stage": stage_cls.stage, "crf": cfg.output.crf, "fg_fill": cfg.output.fg_fill,
+                        **encode_options},
+                       cfg.encode, cfg.ray)
+        _write_units(writer, _execute(ds))
+    finally:
+        if started:
+            import ray
+
+            ray.shutdown()
+
+
+def run_copypaste(cfg: CopyPasteConfig) -> dict[str, Any]:
+    config_hash = cfg.processing_hash()
+    out = cfg.output
+    with ShardWriter(out.dir, out.samples_per_shard, out.max_shard_bytes, out.retry_rejects) as writer:
+        sources: dict[str, list[cp.SourceRef]] = {}
+        for role, entries in (("fg", cfg.input.fg_shards), ("bg", cfg.input.bg_shards)):
+            sources[role] = []
+            for path in cp.shard_paths(entries):
+                try:
+                    sources[role] += cp.index_shard(path)
+                except Exception as exc:  # noqa: BLE001 - a corrupt shard costs its samples, not the run
+                    _reject_only(writer, "cp-src-" + stable_id(path), str(path), cp.STAGE, "shard_unreadable",
+                                 f"{type(exc).__name__}: {exc}")
+        fgs = sources["fg"][: cfg.input.max_fg] if cfg.input.max_fg is not None else sources["fg"]
+        bgs = sources["bg"] + cp.video_refs(cfg.input.bg_videos, cfg.input.video_extensions,
+                                            cfg.paste.bg_video_caption)
+        pairs, orphans = cp.plan_pairs(fgs, bgs, cfg.paste.seed, cfg.paste.pairs_per_fg, config_hash)
+        for fg in orphans:
+            _reject_only(writer, "cp-nobg-" + stable_id(config_hash, fg.id), fg.source_uri, cp.STAGE,
+                         "no_background", f"{fg.id}: no background from another source")
+        done = writer.committed_clip_ids()
+        pending = [p for p in pairs if p.unit_id not in done]
+        metas = [UnitState(unit_id=p.unit_id, source_uri=p.fg.source_uri, task=p.model_dump()).model_dump_json()
+                 for p in pending]
+        _run(writer, metas, cp.CopyPasteStage, cfg, cfg.composite)
+    summary = writer.close()
+    summary.update(fg_sources=len(fgs), bg_sources=len(bgs), pairs=len(pairs), pending_units=len(pending),
+                   out_dir=str(out.dir), config_hash=config_hash)
+    return summary
+
+
+def run_image_layers(cfg: ImageLayersConfig) -> dict[str, Any]:
+    config_hash = cfg.processing_hash()
+    out = cfg.output
+    with ShardWriter(out.dir, out.samples_per_shard, out.max_shard_bytes, out.retry_rejects) as writer:
+        tasks = il.discover_inputs(cfg.input.paths, cfg.input.extensions, cfg.input.max_images)
+        done = writer.committed_clip_ids()
+        metas = []
+        for task in tasks:
+            unit_id = il.unit_id_for(task, config_hash)
+            if unit_id not in done:
+                metas.append(UnitState(unit_id=unit_id, source_uri=task.path, task=task.model_dump()).model_dump_json())
+        _run(writer, metas, il.ImageLayersStage, cfg, cfg.inpaint.resources,
+             exact_static=cfg.static_encoding == "exact")
+    summary = writer.close()
+    summary.update(inputs=len(tasks), pending_units=len(metas), out_dir=str(out.dir), config_hash=config_hash)
+    return summary

@@ -1,0 +1,37 @@
+"""Foreground judge with Qwen2.5-VL (backend ``qwen2_5_vl`` of ``filter_foreground``).
+
+LayerFlow keeps only tracked objects that are real, independently moving foreground; masks of
+ground, sky, walls or mis-tracked blobs are rejected. The object is highlighted on the frames and the
+model is asked a yes/no question; the score is P(yes) of the first answer token, thresholded.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from dataset_builder.config import BackendSpec, Resources
+from dataset_builder.models.base import Judgement
+from dataset_builder.models.hf.overlay import highlight
+from dataset_builder.models.hf.qwen_vl import QwenVL
+
+QUESTION = (
+    "These are frames of one video. Is the object highlighted in red a {label} that is a real, complete "
+    "foreground object, separate from the background (not ground, sky, water, a wall or a fragment)? "
+    "Answer yes or no."
+)
+
+
+class QwenFgJudge:
+    """Options: ``threshold`` (P(yes), default 0.5), ``question`` (with ``{label}``), plus QwenVL's
+    ``num_frames``/``max_side``."""
+
+    default_resources = Resources(num_cpus=2, num_gpus=0.5, batch_size=4, concurrency=8)
+
+    def __init__(self, spec: BackendSpec) -> None:
+        self.vlm = QwenVL(spec)
+        self.threshold = float(spec.options.get("threshold", 0.5))
+        self.question = str(spec.options.get("question", QUESTION))
+
+    def judge(self, frames: np.ndarray, masks: np.ndarray, label: str) -> Judgement:
+        p_yes = self.vlm.yes_probability(highlight(frames, masks), self.question.format(label=label))
+        return Judgement(p_yes >= self.threshold, p_yes, f"qwen2.5-vl P(yes)={p_yes:.3f}")

@@ -1,0 +1,35 @@
+import numpy as np
+import pytest
+
+from dataset_builder.io.video import iter_frames
+from dataset_builder.ops.clips import ClipPlanError, plan_clips_in_shots
+from dataset_builder.ops.shots import detect_cuts, shots_from_cuts
+from dataset_builder.samples.synthetic import make_synthetic_clip
+
+
+def test_cut_between_two_scenes_is_found_and_pans_are_not_cuts():
+    a = make_synthetic_clip(seed=1, num_frames=12, height=72, width=128, camera_pan=True).frames
+    b = make_synthetic_clip(seed=2, num_frames=12, height=72, width=128, camera_pan=True).frames
+    cuts, total = detect_cuts(np.concatenate([a, b]))
+    assert cuts == [12] and total == 24
+    assert detect_cuts(a)[0] == []
+
+
+def test_real_cuts_in_bikes(bikes_path):
+    cuts, total = detect_cuts(iter_frames(bikes_path)[1])
+    assert total == 250
+    # the five hard cuts, checked by eye; one extra split inside a whip pan is tolerated
+    assert {30, 76, 137, 187, 242} <= set(cuts) and len(cuts) <= 6
+
+
+def test_shots_and_plans_never_cross_cuts():
+    shots = shots_from_cuts([30, 76, 137], 200)
+    assert shots == [(0, 30), (30, 76), (76, 137), (137, 200)]
+    plans = plan_clips_in_shots(shots, 16, 3, 3)
+    assert len(plans) == 3
+    for plan in plans:
+        first, last = plan.frame_indices()[0], plan.frame_indices()[-1]
+        assert any(s <= first and last < e for s, e in shots)
+    assert [p.start_frame for p in plans] == sorted(p.start_frame for p in plans)
+    with pytest.raises(ClipPlanError, match="longest 10 frames"):
+        plan_clips_in_shots([(0, 10), (10, 20)], 16, 1, 2)
