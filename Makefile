@@ -60,13 +60,14 @@ bench: samples $(ALL_STAMP)
 	$(PY) benchmarks/bench_pipeline.py
 
 ## Same build, submitted as a Ray job to a local head started here (see README: Ray cluster).
+# The venv goes first on PATH: the job entrypoint's `python` comes from the environment of `ray start`.
 ray-submit: samples
-	RAY_AUTH_MODE=disabled $(VENV)/bin/ray start --head --num-cpus=$$(nproc) --include-dashboard=true \
-	  --dashboard-host=127.0.0.1 --disable-usage-stats
-	RAY_AUTH_MODE=disabled $(VENV)/bin/ray job submit --address http://127.0.0.1:8265 --working-dir . \
-	  --runtime-env-json='{"excludes": [".venv", "out", ".git"]}' \
+	export PATH=$(abspath $(VENV))/bin:$$PATH RAY_AUTH_MODE=disabled; \
+	ray start --head --num-cpus=$$(nproc) --dashboard-host=127.0.0.1 --disable-usage-stats && \
+	ray job submit --address http://127.0.0.1:8265 --working-dir . \
+	  --runtime-env-json='{"excludes": [".venv", "out", ".git", "data"]}' \
 	  -- python workflows/build_coarse.py --config $(CONFIG) output.dir=$(abspath $(OUT)) \
-	  "input.paths=[$(abspath data/samples/videos)]"; rc=$$?; $(VENV)/bin/ray stop --force; exit $$rc
+	  "input.paths=[$(abspath data/samples/videos)]"; rc=$$?; ray stop --force; exit $$rc
 
 ## Stage-2/3 data: copy-paste videos from the coarse shards, static layered videos from images.
 copypaste: $(BASE_STAMP)

@@ -21,7 +21,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from dataset_builder.io.video import iter_frames, probe_video  # noqa: E402
+from dataset_builder.io.video import iter_frames, probe_video
 
 
 def _pyav(path):

@@ -2,8 +2,8 @@
 
     python benchmarks/bench_pipeline.py [--config configs/cpu.yaml] [key=value ...]
 
-Both runs process the same clips with the same backends and write shards; the sequential loop calls
-the stage objects directly in this process (no Ray). Writes benchmarks/results/pipeline.json.
+Both runs process the same clips with the same backends and write shards; the sequential loop
+(``run_build(use_ray=False)``) calls the same stage objects in this process, one clip at a time. Writes benchmarks/results/pipeline.json.
 """
 
 from __future__ import annotations
@@ -18,37 +18,19 @@ import tempfile
 import time
 from pathlib import Path
 
-import numpy as np
-
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from dataset_builder.config import load_build_config  # noqa: E402
-from dataset_builder.io.shard_writer import SampleToWrite, ShardWriter  # noqa: E402
-from dataset_builder.pipeline import discover_inputs, run_build, stage_plan  # noqa: E402
-from dataset_builder.stages.base import ClipState, rows_from_batch  # noqa: E402
-from dataset_builder.stages.encode import read_payload  # noqa: E402
-from dataset_builder.stages.sample_clips import SampleClips  # noqa: E402
+from dataset_builder.config import load_build_config
+from dataset_builder.pipeline import discover_inputs, run_build
 
 
-def sequential(cfg, inputs, out_dir) -> dict:
+def sequential(cfg, inputs) -> dict:
     t0 = time.perf_counter()
-    sampler = SampleClips(cfg.clip, cfg.processing_hash())
-    stages = [cls(**kwargs) for cls, kwargs, _ in stage_plan(cfg)]
-    clips = 0
-    with ShardWriter(out_dir, cfg.output.samples_per_shard) as writer:
-        for uri in inputs:
-            batch = sampler({"uri": np.array([uri])})
-            for row in rows_from_batch(batch):
-                one = {k: (np.array([v]) if not isinstance(v, np.ndarray) else v[None]) for k, v in row.items()}
-                for stage in stages:
-                    one = stage(one)
-                out = rows_from_batch(one)[0]
-                state = ClipState.model_validate_json(out["meta"])
-                writer.add_clip(state.clip_id, [SampleToWrite(r, m) for r, m in read_payload(out["payload"])],
-                                state.rejects)
-                clips += 1
+    summary = run_build(cfg, inputs, use_ray=False)
     seconds = time.perf_counter() - t0
-    return {"clips": clips, "seconds": round(seconds, 2), "clips_per_s": round(clips / seconds, 3)}
+    clips = summary["clips_processed_now"]
+    return {"clips": clips, "seconds": round(seconds, 2), "clips_per_s": round(clips / seconds, 3),
+            "samples": summary["samples_total"], "rejects": summary["rejects_total"]}
 
 
 def main() -> None:
@@ -61,7 +43,8 @@ def main() -> None:
     inputs = discover_inputs(cfg.input.paths, cfg.input.extensions, cfg.input.max_videos)
     work = Path(tempfile.mkdtemp(prefix="bench_pipeline_"))
     try:
-        seq = sequential(cfg, inputs, work / "sequential")
+        cfg.output.dir = str(work / "sequential")
+        seq = sequential(cfg, inputs)
         cfg.output.dir = str(work / "ray")
         t0 = time.perf_counter()
         summary = run_build(cfg, inputs)

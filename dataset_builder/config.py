@@ -121,7 +121,7 @@ class BuildConfig(Strict):
     model_root: str | None = None
 
     @model_validator(mode="after")
-    def _check(self) -> "BuildConfig":
+    def _check(self) -> BuildConfig:
         if self.clip.num_frames < 2:
             raise ValueError("clip.num_frames must be >= 2")
         if self.clip.height % 2 or self.clip.width % 2:

@@ -11,12 +11,15 @@ import json
 import logging
 import os
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from dataset_builder.config import BackendSpec, BuildConfig, Resources
 from dataset_builder.io.shard_writer import SampleToWrite, ShardWriter
-from dataset_builder.stages.base import ClipState
+from dataset_builder.stages.base import ClipState, batch_from_rows, rows_from_batch
 from dataset_builder.stages.caption import CaptionStage
 from dataset_builder.stages.chain import StageChain
 from dataset_builder.stages.dedup_masks import DedupMasksStage
@@ -143,7 +146,20 @@ def init_ray(cfg: BuildConfig) -> None:
         ray.init(num_cpus=cfg.ray.num_cpus, include_dashboard=False, log_to_driver=True)
 
 
-def run_build(cfg: BuildConfig, inputs: list[str] | None = None) -> dict[str, Any]:
+def iter_local(cfg: BuildConfig, inputs: list[str], skip_clip_ids: set[str]) -> Iterator[dict[str, Any]]:
+    """The same stages as :func:`build_dataset`, called in this process one clip at a time (no Ray):
+    for debugging, small jobs, and as the baseline of ``benchmarks/bench_pipeline.py``."""
+    sampler = SampleClips(cfg.clip, cfg.processing_hash(), frozenset(skip_clip_ids))
+    stages = [cls(**kwargs) for cls, kwargs, _ in stage_plan(cfg)]
+    for uri in inputs:
+        for row in rows_from_batch(sampler({"uri": np.array([uri])})):
+            batch = batch_from_rows([row])
+            for stage in stages:
+                batch = stage(batch)
+            yield rows_from_batch(batch)[0]
+
+
+def run_build(cfg: BuildConfig, inputs: list[str] | None = None, use_ray: bool = True) -> dict[str, Any]:
     """Run the whole build; returns (and writes to ``<out>/run_summary.json``) a summary."""
     t0 = time.time()
     inputs = inputs if inputs is not None else discover_inputs(
@@ -154,18 +170,21 @@ def run_build(cfg: BuildConfig, inputs: list[str] | None = None) -> dict[str, An
     writer = ShardWriter(out_dir, cfg.output.samples_per_shard, cfg.output.max_shard_bytes,
                          retry_rejects=cfg.output.retry_rejects)
     skip = writer.committed_clip_ids(include_rejected=not cfg.output.retry_rejects)
-    init_ray(cfg)
-    ds = build_dataset(cfg, inputs, skip)
+    if use_ray:
+        init_ray(cfg)
+        rows = build_dataset(cfg, inputs, skip).iter_rows()
+    else:
+        rows = iter_local(cfg, inputs, skip)
     clips = 0
     with writer:
-        for row in ds.iter_rows():
+        for row in rows:
             state = ClipState.model_validate_json(row["meta"])
             samples = [SampleToWrite(record, members) for record, members in read_payload(row["payload"])]
             writer.add_clip(state.clip_id, samples, state.rejects)
             clips += 1
     summary = writer.close()
     summary.update(inputs=len(inputs), clips_processed_now=clips, seconds=round(time.time() - t0, 2),
-                   config_hash=cfg.processing_hash(), out_dir=str(out_dir))
+                   config_hash=cfg.processing_hash(), out_dir=str(out_dir), executor="ray" if use_ray else "local")
     summary["unaccounted_inputs"] = unaccounted_inputs(out_dir, inputs)
     (out_dir / "run_summary.json").write_text(json.dumps(summary, indent=1))
     (out_dir / "config.json").write_text(cfg.model_dump_json(indent=1))
@@ -182,4 +201,5 @@ def unaccounted_inputs(out_dir: str | os.PathLike, inputs: list[str]) -> list[st
     return sorted(set(inputs) - seen)
 
 
-__all__ = ["BackendSpec", "build_dataset", "discover_inputs", "run_build", "stage_plan", "unaccounted_inputs"]
+__all__ = ["BackendSpec", "build_dataset", "discover_inputs", "iter_local", "run_build", "stage_plan",
+           "unaccounted_inputs"]

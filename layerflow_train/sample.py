@@ -59,7 +59,8 @@ class LayerFlowSampler:
         needed = CONDITION_LAYERS[s.conditioning]
         missing = [n for n in needed if n not in condition]
         if missing:
-            raise ValueError(f"conditioning={s.conditioning!r} needs condition layers {list(needed)}; missing {missing}")
+            raise ValueError(f"conditioning={s.conditioning!r} needs condition layers {list(needed)}; "
+                             f"missing {missing}")
         pixels = np.zeros((len(LAYERS), s.frames_per_layer, 3, s.height, s.width), np.float32)
         for i, name in enumerate(LAYERS):
             if name in needed:

@@ -17,18 +17,19 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # runnable as a script from a checkout
 
-from dataset_builder.config import load_build_config  # noqa: E402
-from dataset_builder.pipeline import run_build  # noqa: E402
+from dataset_builder.config import load_build_config
+from dataset_builder.pipeline import run_build
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--config", default="configs/cpu.yaml")
+    parser.add_argument("--local", action="store_true", help="run the stages in this process, without Ray")
     parser.add_argument("overrides", nargs="*", help="config overrides, e.g. output.dir=out/x clip.height=240")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     cfg = load_build_config(args.config, args.overrides)
-    summary = run_build(cfg)
+    summary = run_build(cfg, use_ray=not args.local)
     print(json.dumps(summary, indent=1))
     return 1 if summary["unaccounted_inputs"] else 0
 

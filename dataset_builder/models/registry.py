@@ -5,7 +5,8 @@ from __future__ import annotations
 
 import importlib
 from enum import Enum
-from typing import Any, Callable
+from typing import Any
+from collections.abc import Callable
 
 from dataset_builder.config import BackendSpec
 

@@ -5,7 +5,7 @@ cut itself, which segmentation would turn into junk objects. Clips are therefore
 from __future__ import annotations
 
 from collections import deque
-from typing import Iterable
+from collections.abc import Iterable
 
 import numpy as np
 

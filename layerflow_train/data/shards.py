@@ -40,6 +40,10 @@ class LayeredClip:
     blend: np.ndarray  # (T, H, W, 3) uint8
 
 
+_BUILD_HINT = ("; build the datasets first: `make shards` (out/coarse), `make copypaste` (out/copypaste), "
+               "`make image-layers` (out/image_layers), or point data.shards=[...] at yours")
+
+
 def resolve_shards(paths: list[str]) -> list[Path]:
     """Dataset roots (committed shards only), tar files, or globs -> sorted unique tar paths."""
     out: list[Path] = []
@@ -53,10 +57,10 @@ def resolve_shards(paths: list[str]) -> list[Path]:
         elif p.is_file():
             out.append(p)
         else:
-            raise FileNotFoundError(f"no shards at {entry}")
+            raise FileNotFoundError(f"no shards at {entry}{_BUILD_HINT}")
     unique = sorted(set(out))
     if not unique:
-        raise FileNotFoundError(f"no shard files found in {paths}")
+        raise FileNotFoundError(f"no shard files found in {paths}{_BUILD_HINT}")
     return unique
 
 

@@ -144,8 +144,9 @@ class LoRAAdapters(nn.Module):
         state = load_file(str(path))
         expected = set(self.state_dict_of(name))
         if set(state) != expected:
+            missing, extra = sorted(expected - set(state))[:3], sorted(set(state) - expected)[:3]
             raise ValueError(f"{path}: adapter keys do not match the transformer's LoRA targets "
-                             f"(missing {sorted(expected - set(state))[:3]}, extra {sorted(set(state) - expected)[:3]})")
+                             f"(missing {missing}, extra {extra})")
         with torch.no_grad():
             for target in self.targets:
                 pair = self.adapters[name][self._key(target)]

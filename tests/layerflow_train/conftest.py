@@ -1,56 +1,113 @@
-"""Fixtures: layered shards written like the pipeline writes them, a tiny random model, tiny configs."""
+"""Fixtures: layered shards made by the real builders, a tiny random model, tiny configs.
+
+The dataset is what a user gets from ``make shards`` + ``make copypaste`` + ``make image-layers``, in
+miniature and without Ray (deterministic, ~10 s): the coarse pipeline (``run_build(use_ray=False)``) on
+two synthetic clips with known ground truth, the copy-paste builder on its shards, and the image-layers
+builder on one still.
+"""
 
 from __future__ import annotations
 
+import contextlib
 import os
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
 
+import cv2
 import numpy as np
 import pytest
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 
-H, W, T = 32, 48, 12
+#: Training resolution of the tests; the layout resizes the built clips down to it.
+H, W = 32, 48
+#: Built clips. The CPU segmentation backends find the object at 64x96; at 32x48 they reject every
+#: clip of these synthetic videos (measured), so the builders run at 64x96.
+SRC_T, SRC_H, SRC_W = 12, 64, 96
+#: Samples the builders produce from the inputs below (the fixture fails if they change).
+EXPECTED_KINDS = {"coarse": 2, "copypaste": 2, "static": 1}
 
 
-def synthetic_layers(seed: int, num_frames: int = T, static: bool = False):
-    """A textured panning background and a moving square foreground (uint8 arrays)."""
-    rng = np.random.default_rng(seed)
-    yy, xx = np.mgrid[0:H, 0:W + num_frames * 2]
-    base = np.stack([(xx * 5 + yy * 3 + 60 * c + seed * 17) % 256 for c in range(3)], -1).astype(np.uint8)
-    color = rng.integers(40, 255, 3)
-    fg = np.zeros((num_frames, H, W, 3), np.uint8)
-    alpha = np.zeros((num_frames, H, W), np.uint8)
-    bg = np.zeros_like(fg)
-    for t in range(num_frames):
-        tt = 0 if static else t
-        bg[t] = base[:, 2 * tt:2 * tt + W]
-        y0, x0 = 8 + (tt % 4), 10 + 2 * tt
-        alpha[t, y0:y0 + 12, x0:x0 + 14] = 255
-        fg[t][alpha[t] > 0] = color
-    a = alpha[..., None].astype(np.float32) / 255
-    blend = (a * fg + (1 - a) * bg).round().astype(np.uint8)
-    return fg, alpha, bg, blend
+@dataclass(frozen=True)
+class LayeredData:
+    videos: list[Path]  # synthetic source videos; ground truth beside each as .npz
+    coarse: Path        # dataset_builder.pipeline output
+    copypaste: Path     # dataset_builder.derived copy-paste output
+    static: Path        # dataset_builder.derived image-layers output
+
+    @property
+    def roots(self) -> list[str]:
+        return [str(self.coarse), str(self.copypaste), str(self.static)]
 
 
-def write_layered_shards(out_dir, specs, samples_per_shard: int = 2):
-    """specs: list of (kind, motion_scale). Writes via ShardWriter exactly as the builder does."""
-    from dataset_builder.io.shard_writer import SampleToWrite, ShardWriter
-    from dataset_builder.io.video import encode_alpha, encode_rgb
-    from schemas import Captions, LayeredSample, Provenance
+class _InProcessDataset:
+    """Stands in for the derived Ray Dataset: the same two stages, called in this process."""
 
-    with ShardWriter(out_dir, samples_per_shard=samples_per_shard) as writer:
-        for i, (kind, motion) in enumerate(specs):
-            fg, alpha, bg, blend = synthetic_layers(i, static=(kind == "static"))
-            record = LayeredSample(
-                key=f"clip{i:03d}_o0", clip_id=f"clip{i:03d}", object_id=0, kind=kind, label="square",
-                num_frames=T, height=H, width=W, fps=8.0, motion_scale=motion,
-                captions=Captions(fg=f"a square number {i}", bg="a striped wall", blend=f"a square on a wall {i}"),
-                provenance=Provenance(source_uri=f"synthetic://{i}", start_frame=0, config_hash="test"))
-            members = {"fg.mp4": encode_rgb(fg, 8.0), "alpha.mkv": encode_alpha(alpha, 8.0),
-                       "bg.mp4": encode_rgb(bg, 8.0), "blend.mp4": encode_rgb(blend, 8.0)}
-            writer.add_clip(record.clip_id, [SampleToWrite(record, members)], [])
-    return out_dir
+    def __init__(self, metas: list[str], stage_cls: type, stage_kwargs: dict, encode_kwargs: dict):
+        self.metas, self.stage_cls = metas, stage_cls
+        self.stage_kwargs, self.encode_kwargs = stage_kwargs, encode_kwargs
+
+    def iter_rows(self) -> Iterator[dict]:
+        from dataset_builder.derived.common import EncodeLayersStage, rows_from_batch
+
+        stage, encode = self.stage_cls(**self.stage_kwargs), EncodeLayersStage(**self.encode_kwargs)
+        for meta in self.metas:
+            column = np.empty(1, dtype=object)
+            column[0] = meta
+            yield from rows_from_batch(encode(stage({"meta": column})))
+
+
+@contextlib.contextmanager
+def derived_builders_without_ray() -> Iterator[None]:
+    """Run ``run_copypaste`` / ``run_image_layers`` (planning, resume filter, writer: all real) with the
+    Ray DAG replaced by in-process calls of its stages. The derived driver has no ``use_ray=False`` yet."""
+    from dataset_builder.derived import pipeline
+
+    def build_dag(metas, stage_cls, stage_kwargs, stage_res, encode_kwargs, encode_res, ray_cfg):
+        return _InProcessDataset(metas, stage_cls, stage_kwargs, encode_kwargs)
+
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(pipeline, "_init_ray", lambda cfg: False)
+        mp.setattr(pipeline, "build_dag", build_dag)
+        yield
+
+
+def build_layered_data(root: Path) -> LayeredData:
+    from dataset_builder.config import BuildConfig
+    from dataset_builder.derived.config import CopyPasteConfig, ImageLayersConfig
+    from dataset_builder.derived.pipeline import run_copypaste, run_image_layers
+    from dataset_builder.pipeline import run_build
+    from dataset_builder.samples.synthetic import make_synthetic_clip, write_synthetic_video
+
+    videos = []
+    for seed in (0, 1):
+        path = root / "videos" / f"synthetic_{seed}.mp4"
+        write_synthetic_video(path, seed=seed, num_frames=SRC_T, height=SRC_H, width=SRC_W, num_objects=1,
+                              camera_pan=False)
+        videos.append(path)
+    frames = {"num_frames": SRC_T, "height": SRC_H, "width": SRC_W}
+    coarse = BuildConfig.model_validate({
+        "clip": {**frames, "frame_stride": 1, "max_clips_per_video": 1},
+        "output": {"dir": str(root / "coarse"), "samples_per_shard": 1}})
+    summaries = {"coarse": run_build(coarse, [str(v) for v in videos], use_ray=False)}
+
+    still = make_synthetic_clip(seed=2, num_frames=SRC_T, height=SRC_H, width=SRC_W, camera_pan=False)
+    (root / "images").mkdir()
+    cv2.imwrite(str(root / "images" / "still.png"), cv2.cvtColor(still.frames[SRC_T // 2], cv2.COLOR_RGB2BGR))
+    with derived_builders_without_ray():
+        summaries["copypaste"] = run_copypaste(CopyPasteConfig.model_validate({
+            "input": {"fg_shards": [str(root / "coarse")], "bg_shards": [str(root / "coarse")]},
+            "frames": frames, "output": {"dir": str(root / "copypaste"), "samples_per_shard": 2}}))
+        summaries["static"] = run_image_layers(ImageLayersConfig.model_validate({
+            "input": {"paths": [str(root / "images")]},
+            "frames": frames, "output": {"dir": str(root / "static"), "samples_per_shard": 2}}))
+    got = {kind: s["samples_total"] for kind, s in summaries.items()}
+    if got != EXPECTED_KINDS:
+        raise RuntimeError(f"builders produced {got} samples, expected {EXPECTED_KINDS} (see the rejects.parquet "
+                           f"files under {root})")
+    return LayeredData(videos, root / "coarse", root / "copypaste", root / "static")
 
 
 @pytest.fixture(autouse=True)
@@ -64,13 +121,9 @@ def _one_torch_thread():
     torch.set_num_threads(before)
 
 
-SPECS = [("coarse", None), ("copypaste", 0.0), ("static", 1.0), ("coarse", None)]
-
-
 @pytest.fixture(scope="session")
-def layered_shards(tmp_path_factory):
-    """Dataset root with committed shards (swap for ``dataset_builder.pipeline`` output when available)."""
-    return write_layered_shards(tmp_path_factory.mktemp("layered"), SPECS)
+def layered_data(tmp_path_factory) -> LayeredData:
+    return build_layered_data(tmp_path_factory.mktemp("layered"))
 
 
 @pytest.fixture(scope="session")
@@ -82,11 +135,11 @@ def tiny_model_dir(tmp_path_factory):
 
 
 @pytest.fixture
-def make_config(layered_shards, tiny_model_dir, tmp_path):
+def make_config(layered_data, tiny_model_dir, tmp_path):
     from layerflow_train.config import TrainConfig
 
     def make(stage: int = 1, **over):
-        data = {"shards": [str(layered_shards)], "frames_per_layer": 8, "height": H, "width": W,
+        data = {"shards": layered_data.roots, "frames_per_layer": 8, "height": H, "width": W,
                 "batch_size": 1, "static": "all" if stage == 2 else "kind"}
         data.update(over.pop("data", {}))
         cfg = {

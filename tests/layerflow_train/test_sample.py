@@ -1,8 +1,9 @@
 import av
 import numpy as np
 import pytest
-from .conftest import H, W, synthetic_layers
+from .conftest import H, W
 
+from dataset_builder.samples.synthetic import make_synthetic_clip
 from layerflow_train.config import LoraConfig, ModelConfig
 from layerflow_train.lora import LoRAAdapters
 from layerflow_train.sample import LayerFlowSampler, SampleSettings, write_outputs
@@ -21,7 +22,8 @@ def content_lora(tiny_model_dir, tmp_path_factory):
     with torch.no_grad():
         for p in lora.parameters_of("content"):
             p.normal_(0, 0.3)
-    return cfg.model_copy(update={"content_weights": str(lora.save("content", tmp_path_factory.mktemp("l") / "c.safetensors"))})
+    path = lora.save("content", tmp_path_factory.mktemp("lora") / "content.safetensors")
+    return cfg.model_copy(update={"content_weights": str(path)})
 
 
 def _decode(path, fmt):
@@ -51,7 +53,7 @@ def test_sample_writes_layer_videos(tiny_model_dir, content_lora, tmp_path):
 
 def test_conditional_sample_from_user_video(tiny_model_dir):
     sampler = LayerFlowSampler(ModelConfig(model_dir=str(tiny_model_dir), text_len_per_layer=8))
-    _, _, bg, _ = synthetic_layers(5, num_frames=20)
+    bg = make_synthetic_clip(seed=5, num_frames=20, height=H, width=W, camera_pan=True).bg
     settings = SampleSettings(8, H, W, num_steps=2, conditioning="bg")
     out = sampler.generate(CAPTIONS, settings, condition={"bg": bg})
     # the bg layer is the VAE round trip of the user's clip, not a sample: same for any seed

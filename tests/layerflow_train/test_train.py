@@ -28,13 +28,18 @@ def test_stages_chain_train_and_export(make_config):
     motion = t2.out_dir / "final" / "motion_lora.safetensors"
     assert any(v.abs().sum() > 0 for k, v in load_file(str(motion)).items() if "lora_B" in k)  # it learned
 
-    cfg3 = make_config(3, optim={"max_steps": 2}, lora={"motion_weights": str(motion)})
+    # stage 3 data as in configs/train/stage3.yaml: image-layers statics + copy-paste videos
+    cfg3 = make_config(3, optim={"max_steps": 2}, lora={"motion_weights": str(motion)},
+                       data={"kinds": ["static", "copypaste"]})
     cfg3 = cfg3.model_copy(update={"model": cfg3.model.model_copy(update=model)})
     t3 = Trainer(cfg3, Stage3())
     assert {n.split(".")[2] for n in t3.param_names} == {"content"}
     motion_before = {k: v.clone() for k, v in t3.model.lora.state_dict_of("motion").items()}
-    scales = [t3.batch(s, 0).motion_scale.item() for s in range(4)]
-    assert set(scales) == {0.0, 1.0}  # joint data: static (1) and copy-paste/video (0)
+    epoch = [t3.batch(s, 0) for s in range(len(t3.dataset))]
+    scales = {b.keys[0]: b.motion_scale.item() for b in epoch}
+    kinds = {k: t3.dataset.records[k].kind for k in scales}
+    assert sorted(kinds.values()) == ["copypaste", "copypaste", "static"]  # one epoch sees every sample once
+    assert all(scales[k] == (1.0 if kinds[k] == "static" else 0.0) for k in scales)
     t3.fit()
     assert all(torch.equal(motion_before[k], v) for k, v in t3.model.lora.state_dict_of("motion").items())
     assert (t3.out_dir / "final" / "content_lora.safetensors").exists()
@@ -99,17 +104,11 @@ def test_latent_cache_gives_identical_losses(make_config, tmp_path):
 
 @pytest.mark.slow
 @pytest.mark.ray
-def test_ray_train_one_cpu_worker(make_config):
-    import ray
-
+def test_ray_train_one_cpu_worker(ray_local, make_config):
     from layerflow_train.ray_train import fit_with_ray
 
     cfg = make_config(1, optim={"max_steps": 2}, checkpoint={"every_n_steps": 1})
-    ray.init(num_cpus=2, include_dashboard=False, ignore_reinit_error=True)
-    try:
-        result = fit_with_ray(cfg)
-    finally:
-        ray.shutdown()
+    result = fit_with_ray(cfg)
     assert result.error is None and result.metrics["step"] == 2
     assert result.checkpoint is not None
     assert (Path(cfg.checkpoint.output_dir) / "final" / "layer_embedder.safetensors").exists()

@@ -4,11 +4,21 @@ Two passes at a reduced work resolution: pass 1 finds pixels that differ from (a
 frames after camera alignment; pass 2 repeats this with pass-1 movers excluded from the comparison,
 which keeps slow objects that overlap themselves whole. Components are
 linked into tracks, gaps filled, and the masks upscaled and snapped to image edges by a guided filter.
+
+Person mode: when a prompt names people and the selfie-segmentation model is available
+(``workflows/fetch_cpu_models.py`` + a TFLite interpreter), its per-frame person probabilities are
+split into instances (connected components) and linked into tracks the same way. The prompt is the
+people evidence (the CPU tagger emits "person" only on HOG/face detections). These tracks come
+alongside the motion tracks (dedup removes doubles), so people who hardly move (a talking head) are
+found too. Without the model: motion only. The model also fires on animals (it is a
+foreground-person model, not a detector), so a clip with a person *and* a dog may give two
+"person" tracks.
 """
 
 from __future__ import annotations
 
-from typing import Literal
+from pathlib import Path
+from typing import Any, Literal
 
 import cv2
 import numpy as np
@@ -26,6 +36,7 @@ from dataset_builder.models.cpu._common import (
 from dataset_builder.ops import masks as mops
 from dataset_builder.ops.alpha import refine_alpha_sequence
 from dataset_builder.ops.motion import cumulative_homographies, pairwise_homographies, work_scale
+from dataset_builder.ops.person import Variant, load_selfie_model, person_prompt, pick_variant, run_selfie, smooth_probs
 from dataset_builder.ops.segment import components, fill_gaps, link_tracks, residual_maps, threshold_residuals
 
 GENERIC_LABEL = "moving object"
@@ -59,11 +70,21 @@ class SegmenterOptions(Options):
     #: HOG person boxes label tracks "person" when "person" is prompted (needs OpenCV 4.x HOG).
     person_detection: bool = True
     person_frames: int = Field(3, ge=1)
+    #: Person mode (selfie segmentation; see module docstring). ``None`` dir: $LAYERFLOW_CPU_MODELS or
+    #: ~/.cache/layerflow/cpu_models; variant "auto" picks square/landscape by the frame's aspect.
+    person_segmentation: bool = True
+    person_model_dir: Path | None = None
+    person_variant: Literal["auto", "square", "landscape"] = "auto"
+    person_threshold: float = Field(0.5, gt=0, lt=1)
+    #: Temporal smoothing of the probabilities (Gaussian sigma in frames, confidence weighted).
+    person_smooth_sigma: float = Field(0.7, ge=0)
+    person_threads: int = Field(1, ge=1)
 
 
 class MotionSegmenterTracker:
     def __init__(self, spec: BackendSpec):
         self.options = parse_options(SegmenterOptions, spec, "segment_track/cpu")
+        self._interpreters: dict[Variant, Any] = {}
 
     def segment(self, frames: np.ndarray, prompts: list[str]) -> list[TrackedObject]:
         o = self.options
@@ -72,9 +93,18 @@ class MotionSegmenterTracker:
             return []
         scale = work_scale(h, w, o.work_max_side)
         small = resize_frames(frames, scale)
-        sh, sw = small.shape[1:3]
         pairwise, inliers = pairwise_homographies(small, max_side=o.work_max_side)
         cum = cumulative_homographies(pairwise)
+        label = person_prompt(prompts)
+        people = self._people(frames, small, cum, label) if label and o.person_segmentation else []
+        return self._motion(frames, small, cum, prompts, float(inliers.mean())) + people
+
+    def _motion(
+        self, frames: np.ndarray, small: np.ndarray, cum: np.ndarray, prompts: list[str], inliers: float
+    ) -> list[TrackedObject]:
+        o = self.options
+        t, h, w = frames.shape[:3]
+        sh, sw = small.shape[1:3]
 
         movers = self._movers(small, cum, exclude=None)
         if o.two_pass and movers.any():
@@ -105,7 +135,48 @@ class MotionSegmenterTracker:
                 masks = refine_alpha_sequence(frames, masks, o.guided_radius, o.guided_eps)
             out.append(TrackedObject(
                 label=label, masks=masks, score=float(score),
-                extras={"coverage": coverage, "stability": stab, "align_inliers": float(inliers.mean())},
+                extras={"coverage": coverage, "stability": stab, "align_inliers": inliers},
+            ))
+        return out
+
+    def _interpreter(self, height: int, width: int) -> Any | None:
+        o = self.options
+        variant = pick_variant(height, width) if o.person_variant == "auto" else o.person_variant
+        if variant not in self._interpreters:
+            self._interpreters[variant] = load_selfie_model(o.person_model_dir, variant, o.person_threads)
+        return self._interpreters[variant]
+
+    def _people(self, frames: np.ndarray, small: np.ndarray, cum: np.ndarray, label: str) -> list[TrackedObject]:
+        """Person tracks from the selfie model (probabilities at work resolution); instances = connected
+        components linked over time."""
+        o = self.options
+        t, h, w = frames.shape[:3]
+        sh, sw = small.shape[1:3]
+        interp = self._interpreter(h, w)
+        if interp is None:
+            return []
+        probs = smooth_probs(run_selfie(interp, frames, (sh, sw)), o.person_smooth_sigma)
+        fg = probs >= o.person_threshold
+        min_area = max(4, int(o.min_area_fraction * sh * sw))
+        tracks = link_tracks([components(m, min_area) for m in fg], cum, o.link_overlap, o.max_gap)
+        candidates = []
+        for tr in tracks:
+            seq = fill_gaps(tr, t, cum)
+            coverage = float(mops.presence(seq).mean())
+            if coverage < o.min_coverage or mops.area_fractions(seq).max() > o.max_area_fraction:
+                continue
+            candidates.append((coverage, seq))
+        # Largest first: the prompt names the people, small blobs are more often false alarms.
+        candidates.sort(key=lambda c: -c[0] * c[1].sum())
+        out = []
+        for coverage, seq in candidates[: o.max_objects]:
+            # Soft alpha: the model's probability inside the (slightly grown) instance, upscaled.
+            grown = np.stack([cv2.dilate(m.astype(np.uint8), np.ones((5, 5), np.uint8)) > 0 for m in seq])
+            masks = resize_masks(np.round(probs * grown * 255).astype(np.uint8), h, w)
+            confidence = float(probs[seq].mean())
+            out.append(TrackedObject(
+                label=label, masks=masks, score=coverage * confidence,
+                extras={"coverage": coverage, "person_confidence": confidence},
             ))
         return out
 

@@ -1,7 +1,7 @@
 """Candidate subjects and scene tags from classical cues.
 
 Subjects (``is_subject=True``, prompts for the segmenter): "person" from the HOG people detector
-(OpenCV 4.x builds only) and "moving object" from camera-compensated motion saliency. Scene tags
+(OpenCV 4.x builds only) or Haar face detection (close-ups, where no body is in view) and "moving object" from camera-compensated motion saliency. Scene tags
 (``is_subject=False``) describe the background for captions: brightness, dominant colour tones,
 a sky-like top region / "outdoor", and the camera motion (static, panning, zooming, shaky).
 """
@@ -14,7 +14,7 @@ from pydantic import Field
 
 from dataset_builder.config import BackendSpec
 from dataset_builder.models.base import Tag
-from dataset_builder.models.cpu._common import Options, detect_people, parse_options, resize_frames
+from dataset_builder.models.cpu._common import Options, detect_faces, detect_people, parse_options, resize_frames
 from dataset_builder.ops.colors import brightness_word, color_names, dominant_colors
 from dataset_builder.ops.motion import (
     cumulative_homographies,
@@ -27,9 +27,11 @@ from dataset_builder.ops.segment import components, residual_maps, threshold_res
 
 class TaggerOptions(Options):
     work_max_side: int = Field(256, ge=64)
-    #: Frames the person detector runs on (spread over the clip).
+    #: Frames the person/face detectors run on (spread over the clip).
     person_frames: int = Field(3, ge=1)
     person_min_score: float = Field(0.4, ge=0, le=1)
+    #: Faces must be seen on at least this fraction of those frames (a lone hit is often foliage).
+    face_min_frames: float = Field(0.5, ge=0, le=1)
     #: A frame has a mover if a motion component covers at least this fraction of it.
     motion_min_area: float = Field(0.003, gt=0, lt=1)
     motion_threshold: float = Field(20.0, gt=0)
@@ -51,6 +53,9 @@ class CpuTagger:
 
         idx = sorted(set(np.linspace(0, t - 1, o.person_frames).round().astype(int).tolist()))
         person = max((s for i in idx for _, s in detect_people(frames[i], o.person_min_score)), default=0.0)
+        faces = [max((s for _, s in detect_faces(frames[i], o.person_min_score)), default=0.0) for i in idx]
+        if np.mean([f > 0 for f in faces]) >= o.face_min_frames:
+            person = max(person, float(np.median([f for f in faces if f > 0])))
         if person > 0:
             tags.append(Tag("person", round(person, 3), True))
         if t >= 3:

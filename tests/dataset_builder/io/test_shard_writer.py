@@ -1,7 +1,6 @@
 import json
 import tarfile
 
-import numpy as np
 import pyarrow.parquet as pq
 import pytest
 import webdataset as wds

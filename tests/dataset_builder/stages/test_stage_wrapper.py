@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from dataset_builder.config import BackendSpec
-from dataset_builder.models.base import Tag, TrackedObject
+from dataset_builder.models.base import TrackedObject
 from dataset_builder.models.registry import BackendKind, available_backends, build_backend, register
 from dataset_builder.stages.base import ClipState, ObjectState, batch_from_rows, keep_objects, rows_from_batch
 from dataset_builder.stages.segment_track import SegmentTrackStage
