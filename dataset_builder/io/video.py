@@ -53,19 +53,30 @@ def probe_video(path: str | Path) -> VideoInfo:
 
 
 def iter_frames(path: str | Path) -> tuple[float, Iterator[np.ndarray]]:
-    """(fps, generator of RGB frames), streaming: PyAV first, OpenCV if PyAV cannot open the file."""
+    """(fps, generator of RGB frames), streaming.
+
+    OpenCV first (about 2x PyAV's RGB conversion on CPU, see benchmarks/results/decode.json); PyAV when
+    OpenCV cannot open the file or yields no frame from it.
+    """
     path = str(path)
     if not Path(path).is_file():
         raise VideoDecodeError(f"no such file: {path}")
     try:
-        return _iter_pyav(path)
-    except VideoDecodeError:
-        raise
-    except Exception as exc:
+        fps, frames = _iter_cv2(path)
+        first = next(frames)
+    except (VideoDecodeError, StopIteration, Exception):
         try:
-            return _iter_cv2(path)
-        except Exception:
+            return _iter_pyav(path)
+        except VideoDecodeError:
+            raise
+        except Exception as exc:
             raise VideoDecodeError(f"{path}: cannot open as video ({type(exc).__name__}: {exc})") from exc
+
+    def chained() -> Iterator[np.ndarray]:
+        yield first
+        yield from frames
+
+    return fps, chained()
 
 
 def decode_frames(

@@ -87,3 +87,16 @@ def test_matting_on_davis_frames(shared_data):
         scores.append(iou(matte_salient_object(image) > 127, gt))
     print("davis first-frame IoU per sequence:", [round(s, 3) for s in scores])
     assert np.median(scores) > 0.1 and np.mean(scores) > 0.15
+
+
+def test_thin_bridges_are_cut_but_blobs_survive():
+    from dataset_builder.derived.matting import largest_component, remove_thin_structures
+
+    mask = np.zeros((100, 160), bool)
+    yy, xx = np.mgrid[:100, :160]
+    mask |= (yy - 50) ** 2 + (xx - 100) ** 2 < 25 ** 2  # the object
+    mask[48:50, 0:100] = True  # a 2-px line leaking to the border
+    cleaned = largest_component(remove_thin_structures(mask, 3))
+    assert not cleaned[:, :70].any()  # the line is gone
+    disk = (yy - 50) ** 2 + (xx - 100) ** 2 < 25 ** 2
+    assert (cleaned & disk).sum() / disk.sum() > 0.97
