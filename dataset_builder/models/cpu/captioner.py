@@ -83,6 +83,8 @@ class TemplateCaptioner:
     def _position(c: np.ndarray, w: int, h: int) -> str:
         col = "left" if c[0] < w / 3 else "right" if c[0] > 2 * w / 3 else ""
         row = "upper" if c[1] < h / 3 else "lower" if c[1] > 2 * h / 3 else ""
+        if row and not col:
+            return {"upper": "top", "lower": "bottom"}[row]  # "in the top of the frame", not "in the upper of"
         return f"{row} {col}".strip() or "centre"
 
     def _motion(self, cents: np.ndarray, w: int, h: int) -> str:

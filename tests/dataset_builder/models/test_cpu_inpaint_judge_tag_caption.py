@@ -146,3 +146,11 @@ def test_real_bikes_tag_and_caption(bikes):  # noqa: F811
     bg = _b(BackendKind.INPAINTER).inpaint(bikes, obj.masks)
     out = _b(BackendKind.CAPTIONER).caption(bikes, obj.masks, bg, obj.label, sorted(labels))
     assert obj.label in out.fg and len({out.fg, out.bg, out.blend}) == 3
+
+
+@pytest.mark.parametrize("centre,expected", [((50, 10), "top"), ((50, 90), "bottom"), ((10, 10), "upper left"),
+                                             ((90, 50), "right"), ((50, 50), "centre")])
+def test_caption_positions_read_as_english(centre, expected):
+    from dataset_builder.models.cpu.captioner import TemplateCaptioner
+
+    assert TemplateCaptioner._position(np.array(centre, float), 100, 100) == expected
