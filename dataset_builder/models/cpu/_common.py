@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from functools import lru_cache
+from functools import cache
 from typing import TypeVar
 
 import cv2
@@ -69,7 +69,7 @@ def detect_people(frame: np.ndarray, min_score: float = 0.4) -> list[tuple[tuple
     return out
 
 
-@lru_cache(maxsize=None)
+@cache
 def _cascade(name: str) -> cv2.CascadeClassifier | None:
     data = getattr(cv2, "data", None)
     if data is None:

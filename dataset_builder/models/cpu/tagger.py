@@ -1,7 +1,8 @@
 """Candidate subjects and scene tags from classical cues.
 
 Subjects (``is_subject=True``, prompts for the segmenter): "person" from the HOG people detector
-(OpenCV 4.x builds only) or Haar face detection (close-ups, where no body is in view) and "moving object" from camera-compensated motion saliency. Scene tags
+(OpenCV 4.x builds only) or Haar face detection (close-ups, where no body is in view) and
+"moving object" from camera-compensated motion saliency. Scene tags
 (``is_subject=False``) describe the background for captions: brightness, dominant colour tones,
 a sky-like top region / "outdoor", and the camera motion (static, panning, zooming, shaky).
 """

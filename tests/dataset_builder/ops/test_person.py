@@ -28,7 +28,8 @@ def test_letterbox_keeps_aspect_pads_with_zeros_and_round_trips(h, w, size):
     assert abs(box.width / box.height - w / h) < 0.05
     assert box.height == size[0] or box.width == size[1]  # touches the input on one axis
     # Content is centred, the rest is zero.
-    assert abs(box.top - (size[0] - box.height - box.top)) <= 1 and abs(box.left - (size[1] - box.width - box.left)) <= 1
+    assert abs(box.top - (size[0] - box.height - box.top)) <= 1
+    assert abs(box.left - (size[1] - box.width - box.left)) <= 1
     pad = np.ones(size, bool)
     pad[box.top : box.top + box.height, box.left : box.left + box.width] = False
     assert (boxed[pad] == 0).all()

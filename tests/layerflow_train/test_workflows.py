@@ -1,0 +1,48 @@
+"""The user path after ``make shards`` + ``make copypaste`` + ``make image-layers``: the shipped tiny
+configs, unchanged except for size and step count, run through ``workflows/train.py`` stage after stage
+(each stage finds the previous one's exports by the relative paths in the configs), then sampling."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import av
+import pytest
+from .conftest import H, W
+
+from workflows import sample as sample_workflow
+from workflows import train as train_workflow
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture
+def user_tree(layered_data, tmp_path, monkeypatch):
+    """A working directory laid out like the repository after the three data targets."""
+    for name, target in (("coarse", layered_data.coarse), ("copypaste", layered_data.copypaste),
+                         ("image_layers", layered_data.static)):
+        (tmp_path / "out").mkdir(exist_ok=True)
+        (tmp_path / "out" / name).symlink_to(target)
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("LAYERFLOW_MODEL_ROOT", raising=False)
+    return tmp_path
+
+
+def test_tiny_configs_chain_through_the_train_and_sample_workflows(user_tree, capsys):
+    small = ["optim.max_steps=1", f"data.height={H}", f"data.width={W}"]
+    for stage in (1, 2, 3):
+        assert train_workflow.main(["--config", str(ROOT / f"configs/train/tiny_stage{stage}.yaml"), *small]) == 0
+        assert f"stage {stage}: 1 steps" in capsys.readouterr().out
+    assert (user_tree / "models/tiny-layerflow/transformer/config.json").exists()  # built on first use
+    assert (user_tree / "out/train/tiny_stage1/final/transformer/config.json").exists()
+    assert (user_tree / "out/train/tiny_stage2/final/motion_lora.safetensors").exists()
+    assert (user_tree / "out/train/tiny_stage3/final/content_lora.safetensors").exists()
+
+    out = user_tree / "sample"
+    assert sample_workflow.main(["--config", str(ROOT / "configs/train/tiny_stage3.yaml"), "--fg", "a ball",
+                                 "--bg", "a wall", "--blend", "a ball at a wall", "--out", str(out),
+                                 "--steps", "2", *small[1:]]) == 0
+    with av.open(str(out / "fg_rgba.mov")) as container:
+        rgba = [f.to_ndarray(format="rgba") for f in container.decode(video=0)]
+    assert len(rgba) == 8 and rgba[0].shape == (H, W, 4)
+    assert {p.name for p in out.iterdir()} == {"fg_rgba.mov", "fg.mp4", "alpha.mkv", "bg.mp4", "blend.mp4"}
