@@ -19,6 +19,7 @@ import numpy as np
 
 from dataset_builder.config import BackendSpec, BuildConfig, Resources
 from dataset_builder.io.shard_writer import SampleToWrite, ShardWriter
+from dataset_builder.models.registry import BackendKind, effective_resources
 from dataset_builder.stages.base import ClipState, batch_from_rows, rows_from_batch
 from dataset_builder.stages.caption import CaptionStage
 from dataset_builder.stages.chain import StageChain
@@ -68,13 +69,14 @@ def stage_plan(cfg: BuildConfig) -> list[tuple[type, dict[str, Any], Resources]]
         name: _with_absolute_model_dir(spec, cfg.model_root) for name, spec in cfg.stages
     })
     plan: list[tuple[type, dict[str, Any], Resources]] = [
-        (TagStage, {"spec": s.tag}, s.tag.resources),
+        (TagStage, {"spec": s.tag}, effective_resources(BackendKind.TAGGER, s.tag)),
         (SegmentTrackStage, {"spec": s.segment_track, "max_objects": cfg.ray.max_objects_per_clip},
-         s.segment_track.resources),
-        (DedupMasksStage, {"spec": s.dedup_masks}, s.dedup_masks.resources),
-        (FilterForegroundStage, {"spec": s.filter_foreground}, s.filter_foreground.resources),
-        (InpaintStage, {"spec": s.inpaint}, s.inpaint.resources),
-        (CaptionStage, {"spec": s.caption}, s.caption.resources),
+         effective_resources(BackendKind.SEGMENTER, s.segment_track)),
+        (DedupMasksStage, {"spec": s.dedup_masks}, effective_resources(BackendKind.DEDUP, s.dedup_masks)),
+        (FilterForegroundStage, {"spec": s.filter_foreground},
+         effective_resources(BackendKind.FG_JUDGE, s.filter_foreground)),
+        (InpaintStage, {"spec": s.inpaint}, effective_resources(BackendKind.INPAINTER, s.inpaint)),
+        (CaptionStage, {"spec": s.caption}, effective_resources(BackendKind.CAPTIONER, s.caption)),
         (EncodeStage, {"crf": cfg.output.crf, "fg_fill": cfg.output.fg_fill},
          Resources(num_cpus=cfg.ray.encode_num_cpus, concurrency=cfg.ray.encode_concurrency)),
     ]

@@ -8,7 +8,7 @@ from enum import Enum
 from typing import Any
 from collections.abc import Callable
 
-from dataset_builder.config import BackendSpec
+from dataset_builder.config import BackendSpec, Resources
 
 
 class BackendKind(str, Enum):
@@ -62,6 +62,15 @@ def resolve_factory(kind: BackendKind | str, name: str) -> Factory:
         return target
     module, _, attr = target.partition(":")
     return getattr(importlib.import_module(module), attr)
+
+
+def effective_resources(kind: BackendKind | str, spec: BackendSpec) -> Resources:
+    """The stage's Ray resources: what the config set, else what the backend class declares
+    (``default_resources``), else the generic default."""
+    if "resources" in spec.model_fields_set:
+        return spec.resources
+    declared = getattr(resolve_factory(kind, spec.name), "default_resources", None)
+    return declared if isinstance(declared, Resources) else spec.resources
 
 
 def build_backend(kind: BackendKind | str, spec: BackendSpec) -> Any:

@@ -90,3 +90,22 @@ def test_keep_objects_keeps_masks_aligned_and_rejects_empty_clips():
     assert [o.object_id for o in state.objects] == [2, 0] and row["masks"][:, 0, 0, 0].tolist() == [2, 0]
     keep_objects(state, row, [], "filter_foreground", "no_foreground")
     assert state.rejected and state.rejects[-1].reason == "no_foreground"
+
+
+def test_resources_come_from_config_else_from_the_backend_declaration():
+    from dataset_builder.config import BuildConfig, Resources
+    from dataset_builder.models.registry import effective_resources
+    from dataset_builder.pipeline import stage_plan
+
+    class GpuTagger(ExplodingTagger):
+        default_resources = Resources(num_cpus=2, num_gpus=0.25, batch_size=8, concurrency=3)
+
+    register("tag", "test_gpu", GpuTagger)
+    declared = BackendSpec(name="test_gpu")
+    assert effective_resources("tag", declared) == GpuTagger.default_resources
+    explicit = BackendSpec(name="test_gpu", resources={"num_cpus": 1, "num_gpus": 1})
+    assert effective_resources("tag", explicit).num_gpus == 1
+    assert effective_resources("tag", BackendSpec(name="cpu")) == Resources()  # declares nothing
+    cfg = BuildConfig.model_validate({"stages": {"tag": {"name": "test_gpu"}}})
+    tag_resources = stage_plan(cfg)[0][2]
+    assert tag_resources.num_gpus == 0.25 and tag_resources.concurrency == 3
