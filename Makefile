@@ -81,7 +81,7 @@ copypaste: $(BASE_STAMP)
 image-layers: samples
 	$(PY) workflows/build_image_layers.py --config configs/image_layers.yaml $(ARGS)
 
-## LayerFlow training (configs/train/stage{1,2,3}.yaml; CONFIG=configs/train/tiny_stage1.yaml for a laptop smoke run)
+## LayerFlow training (configs/train/stage{1,2,3}.yaml; TRAIN_CONFIG=configs/train/tiny_stage1.yaml for a laptop smoke run)
 train-stage%: $(ALL_STAMP)
 	$(PY) workflows/train.py --config $(or $(TRAIN_CONFIG),configs/train/stage$*.yaml) $(ARGS)
 

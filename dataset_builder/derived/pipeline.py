@@ -8,6 +8,8 @@ no work for them; the writer would skip them anyway.
 from __future__ import annotations
 
 import logging
+
+import numpy as np
 from collections.abc import Iterator
 from typing import Any
 
@@ -52,6 +54,17 @@ def _execute(ds) -> Iterator[tuple[str, bytes]]:
         yield str(row["meta"]), bytes(row["payload"])
 
 
+def _iter_local(metas: list[str], stage_cls: type, stage_kwargs: dict[str, Any],
+                encode_kwargs: dict[str, Any]) -> Iterator[tuple[str, bytes]]:
+    """The DAG's two stages called in this process, one unit at a time (no Ray)."""
+    stage, encode = stage_cls(**stage_kwargs), EncodeLayersStage(**encode_kwargs)
+    for meta in metas:
+        column = np.empty(1, dtype=object)
+        column[0] = meta
+        out = encode(stage({"meta": column}))
+        yield str(out["meta"][0]), bytes(out["payload"][0])
+
+
 def _write_units(writer: ShardWriter, rows: Iterator[tuple[str, bytes]]) -> None:
     for meta, payload in rows:
         state, samples = samples_from_row(meta, payload)
@@ -64,15 +77,17 @@ def _reject_only(writer: ShardWriter, unit_id: str, source_uri: str, stage: str,
 
 
 def _run(writer: ShardWriter, metas: list[str], stage_cls: type, cfg: CopyPasteConfig | ImageLayersConfig,
-         stage_res: Resources, **encode_options: Any) -> None:
+         stage_res: Resources, use_ray: bool = True, **encode_options: Any) -> None:
     if not metas:
+        return
+    stage_kwargs = {"config": cfg.model_dump(mode="json")}
+    encode_kwargs = {"stage": stage_cls.stage, "crf": cfg.output.crf, "fg_fill": cfg.output.fg_fill, **encode_options}
+    if not use_ray:
+        _write_units(writer, _iter_local(metas, stage_cls, stage_kwargs, encode_kwargs))
         return
     started = _init_ray(cfg.ray)
     try:
-        ds = build_dag(metas, stage_cls, {"config": cfg.model_dump(mode="json")}, stage_res,
-                       {"stage": stage_cls.stage, "crf": cfg.output.crf, "fg_fill": cfg.output.fg_fill,
-                        **encode_options},
-                       cfg.encode, cfg.ray)
+        ds = build_dag(metas, stage_cls, stage_kwargs, stage_res, encode_kwargs, cfg.encode, cfg.ray)
         _write_units(writer, _execute(ds))
     finally:
         if started:
@@ -81,7 +96,7 @@ def _run(writer: ShardWriter, metas: list[str], stage_cls: type, cfg: CopyPasteC
             ray.shutdown()
 
 
-def run_copypaste(cfg: CopyPasteConfig) -> dict[str, Any]:
+def run_copypaste(cfg: CopyPasteConfig, use_ray: bool = True) -> dict[str, Any]:
     config_hash = cfg.processing_hash()
     out = cfg.output
     with ShardWriter(out.dir, out.samples_per_shard, out.max_shard_bytes, out.retry_rejects) as writer:
@@ -105,14 +120,14 @@ def run_copypaste(cfg: CopyPasteConfig) -> dict[str, Any]:
         pending = [p for p in pairs if p.unit_id not in done]
         metas = [UnitState(unit_id=p.unit_id, source_uri=p.fg.source_uri, task=p.model_dump()).model_dump_json()
                  for p in pending]
-        _run(writer, metas, cp.CopyPasteStage, cfg, cfg.composite)
+        _run(writer, metas, cp.CopyPasteStage, cfg, cfg.composite, use_ray)
     summary = writer.close()
     summary.update(fg_sources=len(fgs), bg_sources=len(bgs), pairs=len(pairs), pending_units=len(pending),
                    out_dir=str(out.dir), config_hash=config_hash)
     return summary
 
 
-def run_image_layers(cfg: ImageLayersConfig) -> dict[str, Any]:
+def run_image_layers(cfg: ImageLayersConfig, use_ray: bool = True) -> dict[str, Any]:
     config_hash = cfg.processing_hash()
     out = cfg.output
     with ShardWriter(out.dir, out.samples_per_shard, out.max_shard_bytes, out.retry_rejects) as writer:
@@ -123,7 +138,7 @@ def run_image_layers(cfg: ImageLayersConfig) -> dict[str, Any]:
             unit_id = il.unit_id_for(task, config_hash)
             if unit_id not in done:
                 metas.append(UnitState(unit_id=unit_id, source_uri=task.path, task=task.model_dump()).model_dump_json())
-        _run(writer, metas, il.ImageLayersStage, cfg, cfg.inpaint.resources,
+        _run(writer, metas, il.ImageLayersStage, cfg, cfg.inpaint.resources, use_ray,
              exact_static=cfg.static_encoding == "exact")
     summary = writer.close()
     summary.update(inputs=len(tasks), pending_units=len(metas), out_dir=str(out.dir), config_hash=config_hash)

@@ -40,11 +40,21 @@ def temporal_iou(a: np.ndarray, b: np.ndarray) -> float:
     return float(per_frame_iou(a, b)[present].mean())
 
 
-def dedup_sequences(
-    masks: list[np.ndarray], scores: list[float], iou_threshold: float = 0.7
-) -> tuple[list[int], list[tuple[int, int, float]]]:
-    """Greedy NMS over mask sequences by temporal IoU.
+def containment(a: np.ndarray, b: np.ndarray) -> float:
+    """Share of the smaller mask sequence (by pixel volume) that lies inside the other one."""
+    a, b = binarize(a), binarize(b)
+    smaller = min(int(a.sum()), int(b.sum()))
+    return float(np.logical_and(a, b).sum() / smaller) if smaller else 0.0
 
+
+def dedup_sequences(
+    masks: list[np.ndarray], scores: list[float], iou_threshold: float = 0.7,
+    containment_threshold: float | None = None,
+) -> tuple[list[int], list[tuple[int, int, float]]]:
+    """Greedy NMS over mask sequences by temporal IoU, and optionally by containment.
+
+    Containment catches what IoU misses: a part segmented beside its whole (a rider and rider+bike,
+    a blob and its person-model mask) overlaps little by IoU but would be the same layer twice.
     Returns (kept indices in input order, [(dropped, kept_instead, iou)]). Higher score wins;
     ties go to the earlier index so the result is deterministic.
     """
@@ -52,9 +62,13 @@ def dedup_sequences(
     kept: list[int] = []
     dropped: list[tuple[int, int, float]] = []
     for i in order:
-        best = max(((temporal_iou(masks[i], masks[k]), k) for k in kept), default=(0.0, -1))
-        if best[0] > iou_threshold:
-            dropped.append((i, best[1], best[0]))
+        for k in kept:
+            iou = temporal_iou(masks[i], masks[k])
+            if iou > iou_threshold or (
+                containment_threshold is not None and containment(masks[i], masks[k]) > containment_threshold
+            ):
+                dropped.append((i, k, iou))
+                break
         else:
             kept.append(i)
     return sorted(kept), sorted(dropped)

@@ -8,14 +8,11 @@ builder on one still.
 
 from __future__ import annotations
 
-import contextlib
 import os
-from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import cv2
-import numpy as np
 import pytest
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -42,38 +39,6 @@ class LayeredData:
         return [str(self.coarse), str(self.copypaste), str(self.static)]
 
 
-class _InProcessDataset:
-    """Stands in for the derived Ray Dataset: the same two stages, called in this process."""
-
-    def __init__(self, metas: list[str], stage_cls: type, stage_kwargs: dict, encode_kwargs: dict):
-        self.metas, self.stage_cls = metas, stage_cls
-        self.stage_kwargs, self.encode_kwargs = stage_kwargs, encode_kwargs
-
-    def iter_rows(self) -> Iterator[dict]:
-        from dataset_builder.derived.common import EncodeLayersStage, rows_from_batch
-
-        stage, encode = self.stage_cls(**self.stage_kwargs), EncodeLayersStage(**self.encode_kwargs)
-        for meta in self.metas:
-            column = np.empty(1, dtype=object)
-            column[0] = meta
-            yield from rows_from_batch(encode(stage({"meta": column})))
-
-
-@contextlib.contextmanager
-def derived_builders_without_ray() -> Iterator[None]:
-    """Run ``run_copypaste`` / ``run_image_layers`` (planning, resume filter, writer: all real) with the
-    Ray DAG replaced by in-process calls of its stages. The derived driver has no ``use_ray=False`` yet."""
-    from dataset_builder.derived import pipeline
-
-    def build_dag(metas, stage_cls, stage_kwargs, stage_res, encode_kwargs, encode_res, ray_cfg):
-        return _InProcessDataset(metas, stage_cls, stage_kwargs, encode_kwargs)
-
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setattr(pipeline, "_init_ray", lambda cfg: False)
-        mp.setattr(pipeline, "build_dag", build_dag)
-        yield
-
-
 def build_layered_data(root: Path) -> LayeredData:
     from dataset_builder.config import BuildConfig
     from dataset_builder.derived.config import CopyPasteConfig, ImageLayersConfig
@@ -96,13 +61,12 @@ def build_layered_data(root: Path) -> LayeredData:
     still = make_synthetic_clip(seed=2, num_frames=SRC_T, height=SRC_H, width=SRC_W, camera_pan=False)
     (root / "images").mkdir()
     cv2.imwrite(str(root / "images" / "still.png"), cv2.cvtColor(still.frames[SRC_T // 2], cv2.COLOR_RGB2BGR))
-    with derived_builders_without_ray():
-        summaries["copypaste"] = run_copypaste(CopyPasteConfig.model_validate({
-            "input": {"fg_shards": [str(root / "coarse")], "bg_shards": [str(root / "coarse")]},
-            "frames": frames, "output": {"dir": str(root / "copypaste"), "samples_per_shard": 2}}))
-        summaries["static"] = run_image_layers(ImageLayersConfig.model_validate({
-            "input": {"paths": [str(root / "images")]},
-            "frames": frames, "output": {"dir": str(root / "static"), "samples_per_shard": 2}}))
+    summaries["copypaste"] = run_copypaste(CopyPasteConfig.model_validate({
+        "input": {"fg_shards": [str(root / "coarse")], "bg_shards": [str(root / "coarse")]},
+        "frames": frames, "output": {"dir": str(root / "copypaste"), "samples_per_shard": 2}}), use_ray=False)
+    summaries["static"] = run_image_layers(ImageLayersConfig.model_validate({
+        "input": {"paths": [str(root / "images")]},
+        "frames": frames, "output": {"dir": str(root / "static"), "samples_per_shard": 2}}), use_ray=False)
     got = {kind: s["samples_total"] for kind, s in summaries.items()}
     if got != EXPECTED_KINDS:
         raise RuntimeError(f"builders produced {got} samples, expected {EXPECTED_KINDS} (see the rejects.parquet "

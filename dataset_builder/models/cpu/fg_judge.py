@@ -12,6 +12,7 @@ from pydantic import Field
 
 from dataset_builder.config import BackendSpec
 from dataset_builder.models.base import Judgement
+from dataset_builder.ops.person import person_prompt
 from dataset_builder.models.cpu._common import Options, parse_options, resize_frames, resize_masks
 from dataset_builder.ops import masks as mops
 from dataset_builder.ops.motion import cumulative_homographies, pairwise_homographies, work_scale
@@ -31,6 +32,9 @@ class FgJudgeOptions(Options):
     band_aspect: float = Field(2.5, gt=0)
     #: Share of mask pixels that must differ from the camera-aligned other frames (motion residual).
     min_moving_fraction: float = Field(0.15, ge=0, le=1)
+    #: People are a foreground layer even when they barely move (a talking head); the ``static`` rule
+    #: is for walls, ground and other background regions.
+    static_ok_for_people: bool = True
     motion_threshold: float = Field(12.0, gt=0)
     work_max_side: int = Field(256, ge=64)
 
@@ -61,7 +65,7 @@ class HeuristicFgJudge:
         if touches > o.max_border_touches:
             return Judgement(False, 1.0 - touches / 4.0, "touches_borders")
         moving = self._moving_fraction(frames, hard)
-        if moving < o.min_moving_fraction:
+        if moving < o.min_moving_fraction and not (o.static_ok_for_people and person_prompt([label])):
             return Judgement(False, moving / max(o.min_moving_fraction, 1e-6), "static")
         score = float(np.clip(pres * (0.5 + 0.5 * stab) * min(1.0, moving / 0.5), 0.0, 1.0))
         return Judgement(True, score, "ok")

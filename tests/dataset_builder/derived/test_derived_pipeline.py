@@ -123,3 +123,4 @@ def test_image_layers_dag_end_to_end(ray_local, tmp_path):
     again = run_image_layers(cfg)
     assert again["pending_units"] == 0 and again["samples_written_now"] == 0
     assert json.loads((tmp_path / "out" / "_stats" / "shard-000000_stats.json").read_text())["num_samples"] == 2
+

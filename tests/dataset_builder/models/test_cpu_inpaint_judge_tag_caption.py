@@ -65,6 +65,8 @@ def test_judge_accepts_mover_rejects_sky_band_static_and_small(clip):
     static[:, ~never] = 0
     verdict = judge.judge(clip.frames, static, "thing")
     assert not verdict.is_foreground and verdict.reason == "static"
+    # the same still region labelled as a person is kept: people are foreground even when still
+    assert judge.judge(clip.frames, static, "person").is_foreground
     tiny = np.zeros_like(clip.alpha)
     tiny[:, 40:42, 40:42] = 255
     assert judge.judge(clip.frames, tiny, "x").reason == "too_small"

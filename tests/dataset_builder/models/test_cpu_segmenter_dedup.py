@@ -78,7 +78,8 @@ def test_dedup_drops_near_duplicate():
     kept, dropped = dedup.dedup(objs)
     assert kept == [1, 2]
     assert dropped[0][:2] == (0, 2) and dropped[0][2] == pytest.approx(temporal_iou(a, shifted))
-    strict = build_backend(BackendKind.DEDUP, BackendSpec(name="iou", options={"iou_threshold": 0.99}))
+    strict = build_backend(BackendKind.DEDUP, BackendSpec(name="iou", options={"iou_threshold": 0.99,
+                                                                          "containment_threshold": None}))
     assert strict.dedup(objs)[0] == [0, 1, 2]
     with pytest.raises(ValueError):
         build_backend(BackendKind.DEDUP, BackendSpec(name="iou", options={"iou": 0.5}))
