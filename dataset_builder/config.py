@@ -158,9 +158,11 @@ def apply_overrides(data: dict[str, Any], overrides: list[str]) -> dict[str, Any
             raise ValueError(f"override {item!r} is not of the form key.path=value")
         dotted, raw = item.split("=", 1)
         node = data
-        parts = dotted.split(".")
+        parts = dotted.strip().split(".")
         for part in parts[:-1]:
             node = node.setdefault(part, {})
+            if not isinstance(node, dict):
+                raise ValueError(f"override {dotted!r}: {part!r} is a value, not a section")
         node[parts[-1]] = yaml.safe_load(raw)
     return data
 

@@ -10,10 +10,11 @@ import hashlib
 import json
 import os
 from pathlib import Path
-from typing import Any, Literal
+from typing import Literal
 
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from dataset_builder.config import apply_overrides, load_yaml
 
 #: Latent-frame groups in LayerFlow sub-clip order; text segments in prompt-prefix order.
 LAYERS: tuple[str, ...] = ("fg", "alpha", "bg", "blend")
@@ -161,22 +162,5 @@ def resolve_model_path(path: str) -> Path:
     return p
 
 
-def apply_overrides(data: dict[str, Any], overrides: list[str]) -> dict[str, Any]:
-    """Apply ``a.b.c=value`` overrides; values are parsed as YAML (numbers, lists, null, ...)."""
-    for item in overrides:
-        if "=" not in item:
-            raise ValueError(f"override {item!r} is not key=value")
-        key, raw = item.split("=", 1)
-        node = data
-        parts = key.strip().split(".")
-        for part in parts[:-1]:
-            node = node.setdefault(part, {})
-            if not isinstance(node, dict):
-                raise TypeError(f"override {key!r}: {part!r} is not a section")
-        node[parts[-1]] = yaml.safe_load(raw)
-    return data
-
-
 def load_config(path: str | os.PathLike, overrides: list[str] | None = None) -> TrainConfig:
-    data = yaml.safe_load(Path(path).read_text()) or {}
-    return TrainConfig.model_validate(apply_overrides(data, overrides or []))
+    return TrainConfig.model_validate(apply_overrides(load_yaml(path), overrides or []))

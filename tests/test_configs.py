@@ -56,3 +56,8 @@ def test_overrides_and_processing_hash(tmp_path):
     assert base.processing_hash() != cfg.processing_hash()
     with pytest.raises(ValueError, match="key.path=value"):
         apply_overrides({}, ["nonsense"])
+
+
+def test_override_through_a_value_is_an_error():
+    with pytest.raises(ValueError, match="not a section"):
+        apply_overrides({"clip": 3}, ["clip.height=2"])
