@@ -17,6 +17,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # runnable as a script from a checkout
 
+from workflows._cli import run_cli  # noqa: E402
+
 from dataset_builder.config import load_build_config
 from dataset_builder.pipeline import run_build
 
@@ -35,4 +37,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    run_cli(main)

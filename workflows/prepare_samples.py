@@ -61,7 +61,8 @@ def prepare(root: Path, num_synthetic: int = 2) -> list[Path]:
         code = cv2.COLOR_RGBA2BGRA if rgb_or_rgba.shape[-1] == 4 else cv2.COLOR_RGB2BGR
         cv2.imwrite(str(target), cv2.cvtColor(rgb_or_rgba, code))
 
-    stills = {"carphone_0060.png": (videos / "carphone_pristine.mp4", 60), "bikes_0200.png": (videos / "bikes.mp4", 200)}
+    stills = {"carphone_0060.png": (videos / "carphone_pristine.mp4", 60),
+              "bikes_0200.png": (videos / "bikes.mp4", 200)}
     for name, (video, index) in stills.items():
         target = images / name
         if not target.exists():

@@ -15,6 +15,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from layerflow_train.config import CONDITION_LAYERS, load_config
+from workflows._cli import run_cli
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -63,4 +64,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    raise SystemExit(main())
+    run_cli(main)
