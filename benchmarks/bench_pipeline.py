@@ -3,7 +3,8 @@
     python benchmarks/bench_pipeline.py [--config configs/cpu.yaml] [key=value ...]
 
 Both runs process the same clips with the same backends and write shards; the sequential loop
-(``run_build(use_ray=False)``) calls the same stage objects in this process, one clip at a time. Writes benchmarks/results/pipeline.json.
+(``run_build(use_ray=False)``) calls the same stage objects in this process, one clip at a time.
+Writes benchmarks/results/pipeline.json.
 """
 
 from __future__ import annotations

@@ -23,7 +23,8 @@ from schemas import Captions, LayeredSample, Provenance, RejectRecord
 NUM_FRAMES = 16
 #: (start frame, [(label, box x0 y0 x1 y1 in 640x272, fg caption, tags)], bg caption, blend caption)
 _CLIPS = [
-    (104, [("cyclist", (330, 0, 500, 272), "A cyclist in a black shirt and helmet pedals past.", ["person", "bicycle"])],
+    (104, [("cyclist", (330, 0, 500, 272), "A cyclist in a black shirt and helmet pedals past.",
+            ["person", "bicycle"])],
      "A street corner with a parked van and a shop window.",
      "A cyclist rides past a parked van on a city street."),
     (196, [("bicycle", (240, 10, 560, 240), "A black city bicycle with a grey saddle bag.", ["bicycle", "static"]),

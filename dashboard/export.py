@@ -82,7 +82,8 @@ def _sample_html(row: dict, record: dict | None, sheet: str) -> str:
     caps = rec.get("captions") or {"fg": row["caption_fg"], "bg": row["caption_bg"], "blend": row["caption_blend"]}
     text = " ".join([row["key"], row["label"], row["kind"], *row["tags"], *caps.values()]).lower()
     tags = "".join(f'<span class="chip">{escape(t)}</span>' for t in row["tags"])
-    captions = "".join(f'<div class="cap"><span class="which">{i}, {layer}</span><span>{escape(caps[layer])}</span></div>'
+    captions = "".join(f'<div class="cap"><span class="which">{i}, {layer}</span>'
+                       f'<span>{escape(caps[layer])}</span></div>'
                        for i, layer in enumerate(("fg", "bg", "blend")))
     scores = {k: _fmt(v) for k, v in row["scores"].items()}
     prov = rec.get("provenance") or {"source_uri": row["source_uri"], "start_frame": row["start_frame"]}

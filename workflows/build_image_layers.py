@@ -5,27 +5,23 @@
 
 from __future__ import annotations
 
-import argparse
-import json
-import logging
 import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # runnable as a script from a checkout
 
+from dataset_builder.derived.cli import derived_main
+from workflows._cli import run_cli
 from dataset_builder.derived.config import load_image_layers_config
 from dataset_builder.derived.pipeline import run_image_layers
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--config", default="configs/image_layers.yaml")
-    parser.add_argument("overrides", nargs="*", help="config overrides, e.g. input.paths=[imgs] frames.height=240")
-    args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    print(json.dumps(run_image_layers(load_image_layers_config(args.config, args.overrides)), indent=1))
-    return 0
+    return derived_main(argv, doc=__doc__,
+                        default_config="configs/image_layers.yaml",
+                        overrides_example="input.paths=[imgs] frames.height=240",
+                        load_config=load_image_layers_config, run=run_image_layers)
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    run_cli(main)

@@ -109,7 +109,9 @@ def video_refs(entries: list[str], extensions: list[str], caption: str) -> list[
 
 # -- pairing ---------------------------------------------------------------------------------------
 def _same_source(a: str, b: str) -> bool:
-    norm = (lambda u: u if "://" in u else os.path.realpath(u))
+    def norm(u: str) -> str:
+        return u if "://" in u else os.path.realpath(u)
+
     return norm(a) == norm(b)
 
 
@@ -191,7 +193,9 @@ def harmonize_lab(fg: np.ndarray, alpha: np.ndarray, bg: np.ndarray, strength: f
     solid = alpha >= 128
     if strength <= 0 or not solid.any():
         return fg
-    to_lab = lambda x: cv2.cvtColor(x.reshape(-1, 1, 3).astype(np.float32) / 255.0, cv2.COLOR_RGB2LAB)[:, 0]
+    def to_lab(x: np.ndarray) -> np.ndarray:
+        return cv2.cvtColor(x.reshape(-1, 1, 3).astype(np.float32) / 255.0, cv2.COLOR_RGB2LAB)[:, 0]
+
     fg_lab, bg_lab = to_lab(fg), to_lab(bg)
     obj = fg_lab[solid.reshape(-1)]
     mu_f, sd_f = obj.mean(0), obj.std(0) + 1e-3
@@ -259,7 +263,10 @@ class CopyPasteStage(UnitStage):
         fg, bg, paste_cfg = pair.fg, pair.bg, self.cfg.paste
         captions = Captions(fg=fg.caption_fg, bg=bg.caption_bg,
                             blend=compose_blend_caption(fg.caption_fg, bg.caption_bg, paste_cfg.blend_template))
-        source = lambda r: r.model_dump(include={"kind", "uri", "key", "clip_id", "source_uri"})
+
+        def source(r):
+            return r.model_dump(include={"kind", "uri", "key", "clip_id", "source_uri"})
+
         return LayeredSample(
             key=state.unit_id, clip_id=state.unit_id, object_id=0, kind="copypaste", label=fg.label,
             num_frames=self.cfg.frames.num_frames, height=self.cfg.frames.height, width=self.cfg.frames.width,

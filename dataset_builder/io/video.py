@@ -118,7 +118,8 @@ def decode_frames_at(path: str | Path, indices: list[int]) -> tuple[np.ndarray, 
     except Exception as exc:
         raise VideoDecodeError(f"{path}: decode failed after {len(got)} frames ({type(exc).__name__}: {exc})") from exc
     if len(got) < len(wanted):
-        raise VideoDecodeError(f"{path}: decoded {len(got)} of {len(wanted)} requested frames (file shorter than its header says?)")
+        raise VideoDecodeError(f"{path}: decoded {len(got)} of {len(wanted)} requested frames "
+                               "(file shorter than its header says?)")
     return np.stack([got[i] for i in wanted]), fps
 
 

@@ -129,7 +129,8 @@ def make_synthetic_clip(
             c, sn = np.cos(ang), np.sin(ang)
             u = c * (xx - cx) + sn * (yy - cy) + tex.shape[1] / 2
             v = -sn * (xx - cx) + c * (yy - cy) + tex.shape[0] / 2
-            color = cv2.remap(tex, u.astype(np.float32), v.astype(np.float32), cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT)
+            color = cv2.remap(tex, u.astype(np.float32), v.astype(np.float32), cv2.INTER_LINEAR,
+                              borderMode=cv2.BORDER_REFLECT)
             premul[i] = a[..., None] * color + (1 - a[..., None]) * premul[i]
             acc[i] = a + (1 - a) * acc[i]
             object_alphas[k, i] = np.round(a * 255).astype(np.uint8)

@@ -61,7 +61,10 @@ def test_histogram_edges():
 
 def test_filters(tiny_dataset):
     rows = load_manifest(tiny_dataset)
-    keys = lambda **kw: sorted(r["key"] for r in filter_samples(rows, **kw))
+
+    def keys(**kw):
+        return sorted(r["key"] for r in filter_samples(rows, **kw))
+
     assert keys(label="dog") == ["clipa_00", "clipb_00"]
     assert keys(tag="toy") == ["clipa_01"]
     assert keys(kind="copypaste") == ["clipb_00"]

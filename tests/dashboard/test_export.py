@@ -40,7 +40,7 @@ def test_export_writes_self_contained_report(tiny_dataset, tmp_path):
     data = json.loads((out / "data.json").read_text())
     assert data["overview"]["samples"] == 3 and len(data["rejects"]) == 3
     assert data["records"]["clipb_00"]["captions"]["blend"] == SAMPLES["clipb_00"][4]
-    for key, (*_, blend_caption) in SAMPLES.items():
+    for _, (*_, blend_caption) in SAMPLES.items():
         assert blend_caption in html
     assert "<script src" not in html and "<link" not in html  # css and js are inline
 

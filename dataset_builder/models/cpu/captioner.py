@@ -76,7 +76,8 @@ class TemplateCaptioner:
         scene_txt = f" with {_join(scene)}" if scene else ""
         bg = (f"An empty{_LIGHT[light]} scene in {_join(bg_cols)} tones{scene_txt}, filmed with {camera}; "
               f"nothing moves in the foreground.")
-        blend = f"A {colour}{subject} {motion} through {_ARTICLE_LIGHT[light]} {_join(bg_cols)} scene, filmed with {camera}."
+        blend = (f"A {colour}{subject} {motion} through {_ARTICLE_LIGHT[light]} {_join(bg_cols)} scene, "
+                 f"filmed with {camera}.")
         return LayerCaptions(fg=fg, bg=bg, blend=blend)
 
     @staticmethod

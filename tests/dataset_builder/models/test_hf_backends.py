@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from .conftest_hf import *  # the hf_* session fixtures
 
 from dataset_builder.config import BackendSpec
 from dataset_builder.models.base import Captioner, FgJudge, Inpainter, LayerCaptions, SegmenterTracker, Tagger

