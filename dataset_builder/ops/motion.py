@@ -6,6 +6,9 @@ downscaled gray frame and rescaled, which is ~10x cheaper and just as accurate f
 
 from __future__ import annotations
 
+import hashlib
+from collections import OrderedDict
+
 from dataclasses import dataclass
 from itertools import pairwise
 
@@ -73,10 +76,34 @@ def _plausible(h: np.ndarray, shape: tuple[int, ...]) -> bool:
     return bool(np.abs(moved).max() < 0.5 * max(rows, cols))
 
 
+_HOMOGRAPHY_CACHE: OrderedDict[tuple, tuple[np.ndarray, np.ndarray]] = OrderedDict()
+_HOMOGRAPHY_CACHE_SIZE = 8
+
+
 def pairwise_homographies(
     frames: np.ndarray, max_side: int = 320, max_corners: int = 500, ransac_px: float = 1.5
 ) -> tuple[np.ndarray, np.ndarray]:
-    """(T-1, 3, 3) homographies frame t -> t+1 at full resolution, and (T-1,) inlier ratios."""
+    """(T-1, 3, 3) homographies frame t -> t+1 at full resolution, and (T-1,) inlier ratios.
+
+    Memoised on the frames' content: tagger, segmenter, judge, inpainter and captioner all align the
+    same clip (the last three once per object), and in a fused stage chain they run in one process.
+    """
+    key = (hashlib.sha1(np.ascontiguousarray(frames).data).hexdigest(), frames.shape, max_side, max_corners,
+           ransac_px)
+    if key in _HOMOGRAPHY_CACHE:
+        _HOMOGRAPHY_CACHE.move_to_end(key)
+        hs, ratios = _HOMOGRAPHY_CACHE[key]
+        return hs.copy(), ratios.copy()
+    hs, ratios = _estimate_pairwise(frames, max_side, max_corners, ransac_px)
+    _HOMOGRAPHY_CACHE[key] = (hs.copy(), ratios.copy())
+    if len(_HOMOGRAPHY_CACHE) > _HOMOGRAPHY_CACHE_SIZE:
+        _HOMOGRAPHY_CACHE.popitem(last=False)
+    return hs, ratios
+
+
+def _estimate_pairwise(
+    frames: np.ndarray, max_side: int, max_corners: int, ransac_px: float
+) -> tuple[np.ndarray, np.ndarray]:
     h, w = frames.shape[1:3]
     scale = work_scale(h, w, max_side)
     grays = [cv2.resize(to_gray(f), None, fx=scale, fy=scale, interpolation=cv2.INTER_AREA) if scale < 1

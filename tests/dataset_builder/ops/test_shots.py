@@ -33,3 +33,16 @@ def test_shots_and_plans_never_cross_cuts():
     assert [p.start_frame for p in plans] == sorted(p.start_frame for p in plans)
     with pytest.raises(ClipPlanError, match="longest 10 frames"):
         plan_clips_in_shots([(0, 10), (10, 20)], 16, 1, 2)
+
+
+def test_homographies_are_memoised_by_content_and_safe_to_mutate():
+    from dataset_builder.ops import motion
+
+    clip = make_synthetic_clip(seed=4, num_frames=6, height=72, width=128, camera_pan=True).frames
+    first, _ = motion.pairwise_homographies(clip, max_side=128)
+    first[0, 0, 0] = 1e6  # a caller scribbling on its result must not poison the cache
+    again, _ = motion.pairwise_homographies(clip.copy(), max_side=128)
+    assert again[0, 0, 0] != 1e6
+    np.testing.assert_allclose(again, motion._estimate_pairwise(clip, 128, 500, 1.5)[0])
+    other, _ = motion.pairwise_homographies(clip[::-1].copy(), max_side=128)
+    assert not np.allclose(other, again)  # different content, different answer
