@@ -22,6 +22,8 @@ from typing import Any, ClassVar
 import numpy as np
 from pydantic import BaseModel, Field
 
+from dataset_builder.config import BackendSpec
+from dataset_builder.models.registry import BackendKind, build_backend
 from schemas import RejectRecord
 
 log = logging.getLogger(__name__)
@@ -147,6 +149,24 @@ class ClipStage:
         """Called on every row, rejected or not (e.g. to add a column all rows must have)."""
 
     def process(self, state: ClipState, row: dict[str, Any]) -> None:
+        raise NotImplementedError
+
+
+class BackendStage(ClipStage):
+    """A stage driven by one model backend: built once per actor from its :class:`BackendSpec` through the
+    registry, and recorded in each processed clip's provenance."""
+
+    kind: ClassVar[BackendKind]
+
+    def __init__(self, spec: BackendSpec | dict):
+        self.spec = BackendSpec.model_validate(spec)
+        self.backend = build_backend(self.kind, self.spec)
+
+    def process(self, state: ClipState, row: dict[str, Any]) -> None:
+        self.apply(state, row)
+        state.backends[self.stage] = self.spec.name
+
+    def apply(self, state: ClipState, row: dict[str, Any]) -> None:
         raise NotImplementedError
 
 

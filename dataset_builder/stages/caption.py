@@ -2,19 +2,15 @@
 
 from __future__ import annotations
 
-from dataset_builder.config import BackendSpec
-from dataset_builder.models.registry import BackendKind, build_backend
-from dataset_builder.stages.base import ClipStage, ClipState
+from dataset_builder.models.registry import BackendKind
+from dataset_builder.stages.base import BackendStage, ClipState
 
 
-class CaptionStage(ClipStage):
+class CaptionStage(BackendStage):
     stage = "caption"
+    kind = BackendKind.CAPTIONER
 
-    def __init__(self, spec: BackendSpec | dict):
-        self.spec = BackendSpec.model_validate(spec)
-        self.backend = build_backend(BackendKind.CAPTIONER, self.spec)
-
-    def process(self, state: ClipState, row: dict) -> None:
+    def apply(self, state: ClipState, row: dict) -> None:
         tags = [t["label"] for t in state.tags]
         for i, obj in enumerate(state.objects):
             captions = self.backend.caption(row["frames"], row["masks"][i], row["backgrounds"][i], obj.label, tags)
@@ -23,4 +19,3 @@ class CaptionStage(ClipStage):
                 if not text:
                     raise ValueError(f"empty {layer} caption for object {obj.object_id}")
                 obj.captions[layer] = text
-        state.backends[self.stage] = self.spec.name

@@ -5,25 +5,24 @@ from __future__ import annotations
 import numpy as np
 
 from dataset_builder.config import BackendSpec
-from dataset_builder.models.registry import BackendKind, build_backend
-from dataset_builder.stages.base import ClipStage, ClipState, ObjectState
+from dataset_builder.models.registry import BackendKind
+from dataset_builder.stages.base import BackendStage, ClipState, ObjectState
 
 #: Prompt used when the tagger found no subject: class-agnostic backends still find movers.
 FALLBACK_PROMPT = "moving object"
 
 
-class SegmentTrackStage(ClipStage):
+class SegmentTrackStage(BackendStage):
     stage = "segment_track"
+    kind = BackendKind.SEGMENTER
 
     def __init__(self, spec: BackendSpec | dict, max_objects: int = 8):
-        self.spec = BackendSpec.model_validate(spec)
+        super().__init__(spec)
         self.max_objects = max_objects
-        self.backend = build_backend(BackendKind.SEGMENTER, self.spec)
 
-    def process(self, state: ClipState, row: dict) -> None:
+    def apply(self, state: ClipState, row: dict) -> None:
         prompts = [t["label"] for t in state.tags if t.get("is_subject", True)] or [FALLBACK_PROMPT]
         objects = sorted(self.backend.segment(row["frames"], prompts), key=lambda o: -o.score)
-        state.backends[self.stage] = self.spec.name
         kept = objects[: self.max_objects]
         state.objects = [
             ObjectState(object_id=i, label=o.label, score=float(o.score),
