@@ -95,13 +95,15 @@ class DashboardApp:
             return value
         with self._locks_guard:
             lock = self._locks.setdefault(key, threading.Lock())
-        with lock:
-            value = self.cache.get(key)
-            if value is None:
-                value = make()
-                self.cache.put(key, value)
-        with self._locks_guard:
-            self._locks.pop(key, None)
+        try:
+            with lock:
+                value = self.cache.get(key)
+                if value is None:
+                    value = make()
+                    self.cache.put(key, value)
+        finally:
+            with self._locks_guard:
+                self._locks.pop(key, None)
         return value
 
     # -- JSON endpoints -------------------------------------------------------------------------
@@ -164,7 +166,7 @@ class DashboardApp:
             raise HTTPError(HTTPStatus.NOT_FOUND, f"unknown layer {layer!r}")
         suffix = LAYER_MEMBERS[layer]
         ref = self.member_ref(key, suffix)
-        ident = (str(ref.path), ref.offset, ref.size, ref.path.stat().st_mtime_ns)
+        ident = _ident(ref)
         playable = self.cached(("playable?",) + ident, lambda: b"1" if is_browser_playable(
             read_member(ref), suffix) else b"0")
         if playable == b"1":
@@ -179,11 +181,17 @@ class DashboardApp:
         def make() -> bytes:
             return thumbnail(self._decoded(key, "blend"), self._decoded(key, "alpha") if alpha else None)
 
-        return self.cached(("thumb", str(ref.path), ref.offset), make)
+        return self.cached(("thumb",) + _ident(ref), make)
 
     def sheet(self, key: str) -> bytes:
         ref = self.member_ref(key, "json")
-        return self.cached(("sheet", str(ref.path), ref.offset), lambda: sample_contact_sheet(self.dataset, key))
+        return self.cached(("sheet",) + _ident(ref), lambda: sample_contact_sheet(self.dataset, key))
+
+
+def _ident(ref: MemberRef) -> tuple:
+    """Cache identity of a member: where it is and which version of the file (a rebuilt dataset reuses
+    shard names and offsets, so path + offset alone would serve the old sample's media)."""
+    return str(ref.path), ref.offset, ref.size, ref.path.stat().st_mtime_ns
 
 
 def _page(query: dict[str, str]) -> tuple[int, int]:

@@ -38,10 +38,18 @@ def main(argv: list[str] | None = None) -> int:
     from layerflow_train.sample import LayerFlowSampler, SampleSettings, write_outputs
 
     cfg = load_config(args.config, args.overrides)
+    final = Path(cfg.checkpoint.output_dir) / "final"
     lora = cfg.lora
     if cfg.stage == 3 and not lora.content_weights:
-        lora = lora.model_copy(update={"content_weights": str(Path(cfg.checkpoint.output_dir) / "final"
-                                                              / "content_lora.safetensors")})
+        lora = lora.model_copy(update={"content_weights": str(final / "content_lora.safetensors")})
+    model = cfg.model
+    if cfg.stage == 1 and not model.transformer_dir:  # the stage-1 export, not the untrained base model
+        if not (final / "transformer").is_dir():
+            raise FileNotFoundError(f"no stage-1 export at {final / 'transformer'}: train this config first, or "
+                                    "set model.transformer_dir=... (and model.layer_embedder_path=...)")
+        model = model.model_copy(update={"transformer_dir": str(final / "transformer"),
+                                         "layer_embedder_path": model.layer_embedder_path
+                                         or str(final / "layer_embedder.safetensors")})
     condition = {}
     needed = CONDITION_LAYERS[cfg.conditioning]
     if needed:
@@ -53,7 +61,7 @@ def main(argv: list[str] | None = None) -> int:
             if not args.condition_alpha:
                 p.error("fg conditioning needs --condition-alpha")
             condition["alpha"] = decode_frames(args.condition_alpha)[0].mean(-1).astype("uint8")
-    sampler = LayerFlowSampler(cfg.model, lora)
+    sampler = LayerFlowSampler(model, lora)
     d = cfg.data
     settings = SampleSettings(d.frames_per_layer, d.height, d.width, args.steps, args.guidance, args.seed,
                               cfg.conditioning)

@@ -20,6 +20,7 @@ import numpy as np
 from pydantic import BaseModel
 
 from dataset_builder import __version__
+from dataset_builder.ops.clips import file_fingerprint
 from dataset_builder.derived.common import UnitStage, UnitState, stable_id
 from dataset_builder.derived.config import CopyPasteConfig
 from dataset_builder.io.shard_writer import committed_shards
@@ -46,10 +47,16 @@ class SourceRef(BaseModel):
     start_frame: int = 0
     frame_stride: int = 1
     source_fps: float = 0.0
+    #: Content fingerprint of a video source (``ops.clips.file_fingerprint``).
+    fingerprint: str = ""
 
     @property
     def id(self) -> str:
-        return f"{self.uri}#{self.key}" if self.key else self.uri
+        """Content-based, so unit ids survive moving or re-spelling paths: a shard sample's key is
+        globally unique (clip id = content hash + object), a video is known by its fingerprint."""
+        if self.key:
+            return f"sample:{self.key}"
+        return f"video:{self.fingerprint}" if self.fingerprint else self.uri
 
 
 class Pair(BaseModel):
@@ -103,7 +110,8 @@ def video_refs(entries: list[str], extensions: list[str], caption: str) -> list[
             files.append(path)
         else:
             files += sorted(Path(p) for p in glob.glob(entry, recursive=True))
-    return [SourceRef(kind="video", uri=str(p), source_uri=str(p), caption_bg=caption)
+    return [SourceRef(kind="video", uri=str(p), source_uri=str(p), caption_bg=caption,
+                      fingerprint=file_fingerprint(p))
             for p in dict.fromkeys(files)]
 
 
@@ -170,7 +178,12 @@ def sample_placement(box_hw: tuple[int, int], frame_hw: tuple[int, int], rng: np
 
 def paste(fg: np.ndarray, alpha: np.ndarray, box: tuple[int, int, int, int], place: Placement,
           frame_hw: tuple[int, int]) -> tuple[np.ndarray, np.ndarray]:
-    """Crop ``box`` out of fg/alpha (T, h, w[, 3]), resize it to the placement, put it on empty canvases."""
+    """Crop ``box`` out of fg/alpha (T, h, w[, 3]), resize it to the placement, put it on empty canvases.
+
+    The fg is straight colour with a fill outside the object, so it is resized premultiplied (``fg * a``
+    and ``a`` resampled, then divided): resampling straight colour would mix the fill into the soft edge
+    and leave a dark/tinted fringe in ``fg * a + bg * (1 - a)``. Where the resized alpha is 0, fg is 0.
+    """
     y0, y1, x0, x1 = box
     t = len(fg)
     fg_out = np.zeros((t, *frame_hw, 3), np.uint8)
@@ -179,8 +192,12 @@ def paste(fg: np.ndarray, alpha: np.ndarray, box: tuple[int, int, int, int], pla
     interp = cv2.INTER_AREA if place.scale < 1 else cv2.INTER_LINEAR
     ys, xs = slice(place.top, place.top + place.height), slice(place.left, place.left + place.width)
     for i in range(t):
-        fg_out[i, ys, xs] = cv2.resize(fg[i, y0:y1, x0:x1], size, interpolation=interp)
-        alpha_out[i, ys, xs] = cv2.resize(alpha[i, y0:y1, x0:x1], size, interpolation=interp)
+        a = alpha[i, y0:y1, x0:x1].astype(np.float32) / 255.0
+        premult = cv2.resize(fg[i, y0:y1, x0:x1].astype(np.float32) * a[..., None], size, interpolation=interp)
+        a = np.clip(cv2.resize(a, size, interpolation=interp), 0.0, 1.0)
+        colour = np.where(a[..., None] > 1e-6, premult / np.maximum(a, 1e-6)[..., None], 0.0)
+        fg_out[i, ys, xs] = np.clip(np.rint(colour), 0, 255).astype(np.uint8)
+        alpha_out[i, ys, xs] = np.rint(a * 255).astype(np.uint8)
     return fg_out, alpha_out
 
 

@@ -27,6 +27,7 @@ import numpy as np
 from pydantic import BaseModel
 
 from dataset_builder import __version__
+from dataset_builder.ops.clips import file_fingerprint
 from dataset_builder.derived.common import UnitStage, UnitState, stable_id
 from dataset_builder.derived.config import ImageLayersConfig
 from dataset_builder.derived.matting import estimate_foreground, matte_salient_object
@@ -138,6 +139,19 @@ def instance_layers(bottom: np.ndarray, instances: list[np.ndarray], k: int) -> 
     bg = composite_over(bottom, instances[:k] + instances[k + 1:])
     fg = instances[k][..., :3].astype(np.float32) + (bg - below)
     return _u8(bg), _u8(fg)
+
+
+def resize_rgba(layers: np.ndarray, height: int, width: int) -> np.ndarray:
+    """Straight-alpha RGBA layers (N, H, W, 4) resized like :func:`resize_frames` (cover + centre crop),
+    resampled premultiplied: the colour of transparent pixels (black or arbitrary in layer files) must
+    not bleed into the soft edges, which would put a fringe into ``fg * a + bg * (1 - a)``."""
+    if layers.shape[1:3] == (height, width):
+        return layers
+    a = layers[..., 3:].astype(np.float32) / 255.0
+    out = resize_frames(np.concatenate([layers[..., :3].astype(np.float32) * a, a * 255.0], axis=-1), height, width)
+    alpha = out[..., 3:]  # divided unclipped: the same kernel overshoots premult and alpha alike (cubic)
+    rgb = np.where(alpha > 0.25, out[..., :3] * 255.0 / np.maximum(alpha, 0.25), 0.0)
+    return np.concatenate([_u8(rgb), _u8(alpha)], axis=-1)
 
 
 def _u8(x: np.ndarray) -> np.ndarray:
@@ -253,8 +267,8 @@ class ImageLayersStage(UnitStage):
             state.reject(STAGE, "layer_size_mismatch", f"{[l.shape for l in [bottom, *instances]]}")
             return []
         h, w = self.cfg.frames.height, self.cfg.frames.width
-        stack = resize_frames(np.stack([bottom, *instances]), h, w)
-        bottom_rgb, instances = stack[0, ..., :3], list(stack[1:])
+        bottom_rgb = resize_frames(bottom[None, ..., :3], h, w)[0]
+        instances = list(resize_rgba(np.stack(instances), h, w))
         meta = _read_captions(folder)
         stems = [p.stem for p in instance_files(folder, self.exts)]
         backends = {"layers": "rgba"}
@@ -328,4 +342,11 @@ def _sha1_of(path: str) -> str:
 
 
 def unit_id_for(task: ImageTask, config_hash: str) -> str:
-    return "img-" + stable_id(config_hash, task.kind, task.path)
+    """Content-based: the same image (or layer folder) keeps its id wherever it lives or however its
+    path is spelled, so reruns resume instead of duplicating."""
+    path = Path(task.path)
+    if path.is_dir():
+        content = [(f.name, file_fingerprint(f)) for f in sorted(path.iterdir()) if f.is_file()]
+    else:
+        content = [file_fingerprint(path)] if path.is_file() else [task.path]
+    return "img-" + stable_id(config_hash, task.kind, content)

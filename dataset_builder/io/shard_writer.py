@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from schemas import MANIFEST_SCHEMA, REJECTS_SCHEMA, SCHEMA_VERSION, LayeredSample, RejectRecord, manifest_row
@@ -238,6 +239,21 @@ def _write_parquet(table: pa.Table, path: Path) -> None:
 
 
 def _concat_parts(folder: Path, schema: pa.Schema, committed: dict[int, dict]) -> pa.Table:
-    tables = [pq.read_table(folder / f"shard-{i:06d}.parquet", schema=schema) for i in sorted(committed)
-              if (folder / f"shard-{i:06d}.parquet").exists()]
+    """Concatenate committed parts; where a clip was committed more than once (``retry_rejects``), only
+    the rows of its latest commit count."""
+    latest: dict[str, int] = {}
+    for index in sorted(committed):
+        for clip_id in committed[index]["clip_ids"]:
+            latest[clip_id] = index
+    tables = []
+    for index in sorted(committed):
+        path = folder / f"shard-{index:06d}.parquet"
+        if not path.exists():
+            continue
+        table = pq.read_table(path, schema=schema)
+        stale = [c for c in committed[index]["clip_ids"] if latest[c] != index]
+        if stale:
+            keep = pc.invert(pc.is_in(table.column("clip_id"), value_set=pa.array(stale)))
+            table = table.filter(keep)
+        tables.append(table)
     return pa.concat_tables(tables) if tables else schema.empty_table()

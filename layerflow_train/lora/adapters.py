@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import json
 import math
-from contextlib import contextmanager
 from pathlib import Path
 
 import torch
@@ -96,16 +95,6 @@ class LoRAAdapters(nn.Module):
             return output
 
         return hook
-
-    @contextmanager
-    def scaled(self, **scales: float | torch.Tensor | None):
-        """Temporarily set adapter scales, e.g. ``with lora.scaled(motion=batch_scale):``."""
-        old = dict(self.scales)
-        self.scales.update({k: v for k, v in scales.items() if k in self.adapters})
-        try:
-            yield
-        finally:
-            self.scales = old
 
     def parameters_of(self, name: str) -> list[nn.Parameter]:
         return list(self.adapters[name].parameters())

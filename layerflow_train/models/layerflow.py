@@ -25,8 +25,9 @@ class LayerFlowModel(nn.Module):
         """
         text = self.layer_embedder(text.to(self.layer_embedder.embedding.dtype))
         if self.lora is not None and "motion" in self.lora.adapters:
-            with self.lora.scaled(motion=motion_scale):
-                return self._run(latents, text, timesteps)
+            # Set, not scoped: with gradient checkpointing the blocks (and the LoRA hooks) run again during
+            # backward, after this returns, and must see this batch's per-sample scale again.
+            self.lora.scales["motion"] = motion_scale
         return self._run(latents, text, timesteps)
 
     def _run(self, latents: torch.Tensor, text: torch.Tensor, timesteps: torch.Tensor) -> torch.Tensor:

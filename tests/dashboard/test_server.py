@@ -152,3 +152,32 @@ def test_path_traversal_refused(server, path):
     status, _, body = get(server, path)
     assert status in (403, 404)
     assert b"import" not in body and b"root:" not in body and b"PAR1" not in body
+
+
+def test_media_cache_follows_the_shard_file_version(tiny_dataset, tmp_path, monkeypatch):
+    """A rebuilt dataset reuses shard names and member offsets: thumbnails and sheets must not be served
+    from the cache of the old file (the /play transcode cache already keyed on the file version)."""
+    import os
+    import shutil
+
+    from dashboard import server as srv_mod
+
+    root = tmp_path / "ds"
+    shutil.copytree(tiny_dataset, root)
+    calls = []
+    monkeypatch.setattr(srv_mod, "thumbnail", lambda *a, **k: calls.append("thumb") or b"t%d" % len(calls))
+    monkeypatch.setattr(srv_mod, "sample_contact_sheet", lambda *a: calls.append("sheet") or b"s%d" % len(calls))
+    app = srv_mod.DashboardApp(root)
+    first = app.thumb("clipa_00"), app.sheet("clipa_00")
+    assert (app.thumb("clipa_00"), app.sheet("clipa_00")) == first and len(calls) == 2  # cached
+    shard = app.dataset.member("clipa_00", "json").path
+    stat = shard.stat()
+    os.utime(shard, ns=(stat.st_atime_ns, stat.st_mtime_ns + 10**9))  # the shard was written again
+    assert (app.thumb("clipa_00"), app.sheet("clipa_00")) != first and len(calls) == 4
+
+    def boom() -> bytes:
+        raise RuntimeError("decode failed")
+
+    with pytest.raises(RuntimeError):
+        app.cached(("x",), boom)
+    assert not app._locks  # a failed computation leaves no per-key lock behind

@@ -80,3 +80,25 @@ def test_adapters_save_reload_identical_outputs(tmp_path):
         lora2.adapters.pop("motion")
         no_motion = model2(x, text, t, torch.tensor([1.0, 0.0]))
     assert torch.equal(no_motion[1], ref[1]) and not torch.equal(no_motion[0], ref[0])
+
+
+def test_per_sample_motion_scale_survives_gradient_checkpointing():
+    """The configs train with gradient checkpointing: the blocks (and LoRA hooks) re-run in backward, after
+    forward returned, and must use the batch's per-sample motion scale again (stage 3: [1, 0])."""
+    grads = []
+    for checkpointing in (False, True):
+        tr = _transformer()
+        if checkpointing:
+            tr.enable_gradient_checkpointing()
+        lora = LoRAAdapters(tr, LoraConfig(rank=4, alpha=4, every_n_blocks=1))
+        lora.add("motion")
+        lora.add("content")
+        _randomize(lora, "motion", 0)
+        _randomize(lora, "content", 1)
+        model = LayerFlowModel(tr, LayerEmbedder(3, 32), lora)
+        model.requires_grad_(False)
+        lora.adapters["content"].requires_grad_(True)
+        x, text, t = _inputs()
+        model(x, text, t, torch.tensor([1.0, 0.0])).square().mean().backward()
+        grads.append(torch.cat([p.grad.flatten() for p in lora.parameters_of("content")]))
+    torch.testing.assert_close(grads[1], grads[0], rtol=1e-5, atol=1e-7)

@@ -112,3 +112,40 @@ def test_ray_train_one_cpu_worker(ray_local, make_config):
     assert result.error is None and result.metrics["step"] == 2
     assert result.checkpoint is not None
     assert (Path(cfg.checkpoint.output_dir) / "final" / "layer_embedder.safetensors").exists()
+
+
+def test_ray_config_paths_made_absolute_on_the_driver(make_config, tmp_path, monkeypatch):
+    from layerflow_train.ray_train import absolute_paths
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("LAYERFLOW_MODEL_ROOT", "models")
+    cfg = make_config(3, lora={"motion_weights": "m/motion.safetensors", "content_weights": "~/c.safetensors"},
+                      data={"shards": ["out/coarse", "out/x/*.tar"], "cache_dir": "cache"},
+                      checkpoint={"output_dir": "out/train"})
+    cfg = cfg.model_copy(update={"model": cfg.model.model_copy(update={"model_dir": "CogVideoX-2b",
+                                                                      "transformer_dir": "t"}),
+                                 "ray": cfg.ray.model_copy(update={"storage_path": "s3://bucket/ray"})})
+    got = absolute_paths(cfg)
+    assert got.model.model_dir == str(tmp_path / "models" / "CogVideoX-2b")
+    assert got.model.transformer_dir == str(tmp_path / "t") and got.model.layer_embedder_path is None
+    assert got.data.shards == [str(tmp_path / "out/coarse"), str(tmp_path / "out/x/*.tar")]
+    assert got.data.cache_dir == str(tmp_path / "cache")
+    assert got.lora.motion_weights == str(tmp_path / "m/motion.safetensors")
+    assert got.lora.content_weights == str(Path("~/c.safetensors").expanduser())
+    assert got.checkpoint.output_dir == str(tmp_path / "out/train")
+    assert got.ray.storage_path == "s3://bucket/ray"
+
+
+@pytest.mark.slow
+@pytest.mark.ray
+def test_ray_train_with_relative_paths(ray_local, make_config, layered_data, tmp_path, monkeypatch):
+    """The shipped configs use relative paths; Ray Train workers run in their own working directory."""
+    from layerflow_train.ray_train import fit_with_ray
+
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "coarse").symlink_to(layered_data.coarse)
+    cfg = make_config(1, optim={"max_steps": 1}, data={"shards": ["coarse"]},
+                      checkpoint={"output_dir": "out/ray_rel", "every_n_steps": 1})
+    result = fit_with_ray(cfg)
+    assert result.error is None and result.metrics["step"] == 1
+    assert (tmp_path / "out/ray_rel/final/layer_embedder.safetensors").exists()

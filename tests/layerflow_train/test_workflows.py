@@ -46,3 +46,29 @@ def test_tiny_configs_chain_through_the_train_and_sample_workflows(user_tree, ca
         rgba = [f.to_ndarray(format="rgba") for f in container.decode(video=0)]
     assert len(rgba) == 8 and rgba[0].shape == (H, W, 4)
     assert {p.name for p in out.iterdir()} == {"fg_rgba.mov", "fg.mp4", "alpha.mkv", "bg.mp4", "blend.mp4"}
+
+
+def test_sampling_a_stage1_config_uses_its_trained_export(user_tree, monkeypatch):
+    """Stage-1 configs (e.g. cond_bg_stage1.yaml) name no transformer_dir: sampling must load that config's
+    own export (transformer + layer embedder), never silently the untrained base model."""
+    from layerflow_train import sample as sample_module
+
+    small = ["optim.max_steps=1", f"data.height={H}", f"data.width={W}"]
+    cfg = str(ROOT / "configs/train/tiny_stage1.yaml")
+    args = ["--config", cfg, "--fg", "a", "--bg", "b", "--blend", "c", "--out", str(user_tree / "s"),
+            "--steps", "1", *small[1:]]
+    with pytest.raises(FileNotFoundError, match="stage-1 export"):
+        sample_workflow.main(args)
+    assert train_workflow.main(["--config", cfg, *small]) == 0
+    seen = []
+    real = sample_module.LayerFlowSampler
+
+    def spy(model_cfg, lora_cfg=None, device=None):
+        seen.append(model_cfg)
+        return real(model_cfg, lora_cfg, device)
+
+    monkeypatch.setattr(sample_module, "LayerFlowSampler", spy)
+    assert sample_workflow.main(args) == 0
+    final = Path("out/train/tiny_stage1/final")
+    assert seen[0].transformer_dir == str(final / "transformer")
+    assert seen[0].layer_embedder_path == str(final / "layer_embedder.safetensors")

@@ -21,6 +21,30 @@ class RemoteCodeNotAllowedError(PermissionError):
     """The backend needs the model's own Python code and the config did not allow it."""
 
 
+def generation_incompatibility(model) -> str | None:
+    """Why the model's own generation hook cannot run on the installed transformers, else None.
+
+    The published CogVLM2 modeling code overrides ``_update_model_kwargs_for_generation`` with the
+    pre-4.44 signature (``standardize_cache_format``) and calls
+    ``GenerationMixin._extract_past_from_model_output(standardize_cache_format=...)``: transformers 4.44
+    dropped that argument and 5.x has no such method, so generation would fail on the first clip inside
+    every actor instead of at load time.
+    """
+    import inspect
+
+    from transformers import GenerationMixin
+
+    hook = getattr(type(model), "_update_model_kwargs_for_generation", None)
+    try:
+        params = inspect.signature(hook).parameters
+    except (TypeError, ValueError):
+        return None
+    if "standardize_cache_format" in params and not hasattr(GenerationMixin, "_extract_past_from_model_output"):
+        return (f"{type(model).__module__}.{type(model).__name__}._update_model_kwargs_for_generation "
+                f"calls GenerationMixin._extract_past_from_model_output, which this transformers lacks")
+    return None
+
+
 class CogVLM2Captioner:
     """Options: ``num_frames`` (24, CogVLM2-Video's input length), ``max_new_tokens`` (96),
     ``prompts`` (override fg/bg/blend), ``fg_fill`` (0), ``template_version`` ("chat")."""
@@ -44,6 +68,15 @@ class CogVLM2Captioner:
         self.template_version = str(opts.get("template_version", "chat"))
         path = loading.resolve_model_dir(spec, self.default_subdir)
         self.model, self.device, self.dtype = loading.load_model(AutoModelForCausalLM, path, spec)
+        problem = generation_incompatibility(self.model)
+        if problem:
+            import transformers
+
+            raise RuntimeError(
+                f"caption backend 'cogvlm2': the modeling code in {path} does not support the installed "
+                f"transformers {transformers.__version__} ({problem}); patch that file for the current "
+                f"generation API or use caption backend 'qwen2_5_vl' (see docs/models.md)"
+            )
         self.tokenizer = loading.load_pretrained(AutoTokenizer, path, spec)
 
     def answer(self, frames: np.ndarray, question: str) -> str:

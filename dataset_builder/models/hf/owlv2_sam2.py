@@ -13,6 +13,7 @@ torchvision, which we do not require. The model receives exactly what those proc
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -76,6 +77,22 @@ def box_coverage(box: tuple[float, float, float, float], mask: np.ndarray) -> fl
     x0, y0, x1, y1 = (round(v) for v in box)
     region = mask[max(y0, 0):max(y1, 0), max(x0, 0):max(x1, 0)]
     return float(region.mean()) if region.size else 1.0
+
+
+def soft_alpha(prob: np.ndarray, band: int) -> np.ndarray:
+    """uint8 alpha ``(T, H, W)`` from SAM2 probabilities ``(T, H, W)`` in 0..1.
+
+    The object is ``prob > 0.5`` (SAM2's logit-0 threshold); soft values are kept only within
+    ``band`` pixels of it, everything farther is 0. Raw sigmoid tails (logits above about -6 round to
+    alpha >= 1) would otherwise leave faint ghost alpha on background and on similar objects, and
+    downstream any alpha > 0 counts as object (fg layer pixels, inpainting hole).
+    """
+    import cv2
+
+    hard = (prob > 0.5).astype(np.uint8)
+    kernel = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * band + 1, 2 * band + 1))
+    near = np.stack([cv2.dilate(m, kernel) for m in hard]).astype(bool) if band > 0 else hard.astype(bool)
+    return np.where(near, np.round(prob * 255), 0).astype(np.uint8)
 
 
 def select_new(detections: list[Detection], tracked: np.ndarray, max_coverage: float) -> list[Detection]:
@@ -196,6 +213,8 @@ class Owlv2Sam2SegmenterTracker:
         pixels = self._pixels(frames)
         objects: list[TrackedObject] = []
         tracked = np.zeros((num_frames, height, width), bool)
+        # Soft edge band: two of SAM2's low-res mask pixels (masks are predicted at 1/4 input size).
+        band = math.ceil(2 * max(height, width) / (self.sam_size / 4))
         for frame in sorted({d.frame for d in detections}):
             budget = self.max_objects - len(objects)
             if budget <= 0:
@@ -211,7 +230,7 @@ class Owlv2Sam2SegmenterTracker:
                     continue  # SAM2 lost it or the box held nothing segmentable
                 tracked |= hard
                 objects.append(TrackedObject(
-                    label=det.label, masks=(mask * 255).round().astype(np.uint8), score=det.score,
+                    label=det.label, masks=soft_alpha(mask, band), score=det.score,
                     extras={"start_frame": float(frame), "visible_frac": float(hard.any((1, 2)).mean())},
                 ))
         return objects

@@ -76,6 +76,25 @@ def test_paste_moves_and_scales_the_object():
     assert cp.object_box(np.zeros((1, 4, 4), np.uint8)) is None
 
 
+@pytest.mark.parametrize("scale", [0.35, 1.7])
+def test_paste_resamples_premultiplied_so_soft_edges_keep_the_object_colour(scale):
+    # A white object (fill 0 outside, as in a coarse fg.mp4) pasted on a white bg must stay invisible:
+    # resampling straight colour would drag the black fill into the edge and draw a dark outline.
+    alpha = np.zeros((1, 40, 40), np.uint8)
+    alpha[:, 10:30, 10:30] = 255
+    alpha[:, 9, 10:30] = 100  # a soft edge too
+    fg = np.zeros((1, 40, 40, 3), np.uint8)
+    fg[alpha > 0] = 250
+    box = (8, 32, 8, 32)  # includes transparent margin, as object_box crops at the threshold
+    side = max(1, int(24 * scale))
+    place = cp.Placement(scale=scale, top=2, left=3, height=side, width=side)
+    fg_out, alpha_out = cp.paste(fg, alpha, box, place, (side + 4, side + 6))
+    assert ((alpha_out > 0) & (alpha_out < 255)).any()  # there are soft pixels to check
+    assert (fg_out[alpha_out > 0] >= 249).all()
+    blend = composite(fg_out, np.full_like(fg_out, 250), alpha_out)
+    assert np.abs(blend.astype(int) - 250).max() <= 1
+
+
 def test_harmonize_moves_fg_statistics_towards_bg():
     rng = np.random.default_rng(0)
     fg = np.clip(rng.normal((200, 60, 60), 20, (2, 32, 32, 3)), 0, 255).astype(np.uint8)

@@ -89,6 +89,25 @@ def test_mulan_resizes_layers_to_the_configured_size(tmp_path):
     assert 0.03 < state.samples[0].scores["alpha_coverage"] < 0.3
 
 
+@pytest.mark.parametrize("factor", [3, 0.5])
+def test_mulan_resize_does_not_bleed_transparent_colour_into_edges(tmp_path, factor):
+    # A white instance whose transparent pixels are black, over a white background: the resized sample
+    # must still composite to white. Straight-colour resampling gives soft edge pixels a dark colour.
+    h, w = round(H * factor), round(W * factor)
+    folder = tmp_path / "white"
+    folder.mkdir()
+    cv2.imwrite(str(folder / "background.png"), np.full((h, w, 3), 250, np.uint8))
+    layer = np.zeros((h, w, 4), np.uint8)
+    layer[h // 4 + 1:3 * h // 4, w // 4 + 1:3 * w // 4] = (250, 250, 250, 255)  # edges off the pixel grid
+    cv2.imwrite(str(folder / "layer_1.png"), layer)
+    state, row = run_stage(small_cfg(), il.ImageTask(kind="layered", path=str(folder)))
+    assert not state.rejected and row["alpha"].shape == (1, 1, H, W)
+    alpha, fg = row["alpha"][0, 0], row["fg"][0, 0]
+    assert ((alpha > 0) & (alpha < 255)).any()  # resampling made soft edges
+    assert (fg[alpha > 0] >= 249).all()
+    assert np.abs(row["blend"][0, 0].astype(int) - 250).max() <= 1
+
+
 def test_single_image_is_matted_and_inpainted(tmp_path):
     image, gt = synthetic_image(H * 2, W * 2, seed=1, center=(0.5, 0.48))
     path = tmp_path / "photo.png"

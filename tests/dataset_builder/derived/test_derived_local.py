@@ -29,3 +29,28 @@ def test_in_process_builders_match_the_ray_path_contract(tmp_path):
     record = json.loads(sample["json"])
     assert record["kind"] == "static" and record["motion_scale"] == 1.0
     assert run_image_layers(cfg, use_ray=False)["samples_written_now"] == 0  # resume
+
+
+def test_unit_ids_follow_content_not_path_spelling(tmp_path, monkeypatch):
+    """The same inputs given by relative and by absolute path resume instead of duplicating."""
+    import shutil
+
+    from dataset_builder.derived.config import ImageLayersConfig
+    from dataset_builder.derived.image_layers import ImageTask, unit_id_for
+    from dataset_builder.derived.pipeline import run_image_layers
+
+    image, _ = synthetic_image(H, W, seed=5)
+    (tmp_path / "imgs").mkdir()
+    cv2.imwrite(str(tmp_path / "imgs" / "a.png"), cv2.cvtColor(image, cv2.COLOR_RGB2BGR))
+    shutil.copy(tmp_path / "imgs" / "a.png", tmp_path / "copy.png")
+    assert unit_id_for(ImageTask(kind="image", path=str(tmp_path / "imgs" / "a.png")), "h") == \
+        unit_id_for(ImageTask(kind="image", path=str(tmp_path / "copy.png")), "h")
+    monkeypatch.chdir(tmp_path)
+    frames = {"num_frames": T, "height": H, "width": W}
+    out = {"dir": str(tmp_path / "out")}
+    first = run_image_layers(ImageLayersConfig.model_validate(
+        {"input": {"paths": ["imgs"]}, "frames": frames, "output": out}), use_ray=False)
+    again = run_image_layers(ImageLayersConfig.model_validate(
+        {"input": {"paths": [str(tmp_path / "imgs")]}, "frames": frames, "output": out}), use_ray=False)
+    assert first["samples_written_now"] == 1 and again["samples_written_now"] == 0
+    assert again["samples_total"] == 1

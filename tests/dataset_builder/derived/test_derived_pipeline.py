@@ -80,8 +80,8 @@ def test_copypaste_dag_end_to_end_and_resume(ray_local, coarse_dir, tmp_path):
     key, sample = min(samples.items(), key=lambda kv: kv[0])
     prov = sample["json"].provenance.model_dump()
     refs = {r.id: r for path in cp.shard_paths([str(coarse_dir)]) for r in cp.index_shard(path)}
-    pair = cp.Pair(unit_id=key, fg=refs[f"{prov['fg_source']['uri']}#{prov['fg_source']['key']}"],
-                   bg=refs[f"{prov['bg_source']['uri']}#{prov['bg_source']['key']}"])
+    pair = cp.Pair(unit_id=key, fg=refs[cp.SourceRef.model_validate(prov["fg_source"]).id],
+                   bg=refs[cp.SourceRef.model_validate(prov["bg_source"]).id])
     meta = UnitState(unit_id=key, source_uri="x", task=pair.model_dump()).model_dump_json()
     row = cp.CopyPasteStage(cfg.model_dump(mode="json"))({"meta": np.array([meta], dtype=object)})
     assert np.array_equal(row["alpha"][0][0], sample["alpha"])

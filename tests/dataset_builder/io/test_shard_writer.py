@@ -94,7 +94,10 @@ def test_retry_rejects_reprocesses_only_rejected_clips(tmp_path):
     writer = ShardWriter(tmp_path, retry_rejects=True)
     assert writer.add_clip("c0", [_sample("c0")], []) is False
     assert writer.add_clip("c1", [_sample("c1")], []) is True
-    writer.close()
+    summary = writer.close()
+    # the retried clip's latest outcome (a sample) replaces its old reject in the consolidated tables
+    assert summary["rejects_total"] == 0 and summary["samples_total"] == 2
+    assert pq.read_table(tmp_path / "rejects.parquet").num_rows == 0
 
 
 def test_crash_inside_context_leaves_nothing_committed(tmp_path):

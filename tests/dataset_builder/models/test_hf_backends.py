@@ -54,6 +54,8 @@ def test_qwen_judge_and_captioner(hf_qwen_dir, hf_clip):
 
 @pytest.mark.slow
 def test_owlv2_sam2_segments_and_tracks(hf_owlv2_sam2_dir, hf_clip):
+    import cv2
+
     spec = BackendSpec(name="owlv2_sam2", model_dir=str(hf_owlv2_sam2_dir),
                        options={"box_threshold": 0.0, "redetect_every": 4, "max_objects": 2, "min_area_frac": 0.0})
     seg = build_backend(BackendKind.SEGMENTER, spec)
@@ -65,9 +67,12 @@ def test_owlv2_sam2_segments_and_tracks(hf_owlv2_sam2_dir, hf_clip):
         assert 0 <= x0 <= x1 <= 96 and 0 <= y0 <= y1 <= 64 and 0 <= d.score <= 1
     objs = seg.segment(hf_clip, ["bike", "person"])
     assert 1 <= len(objs) <= 2
+    ring = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (13, 13))  # soft band: 2 low-res px = 6 px here
     for obj in objs:
         assert obj.masks.shape == hf_clip.shape[:3] and obj.masks.dtype == np.uint8
         assert obj.label in ("bike", "person") and 0 <= obj.extras["visible_frac"] <= 1
+        near = np.stack([cv2.dilate((m >= 128).astype(np.uint8), ring) for m in obj.masks]) > 0
+        assert not (obj.masks[~near] > 0).any()  # no faint alpha away from the object
     assert seg.segment(hf_clip, []) == []
 
 
@@ -98,3 +103,31 @@ def test_cogvlm2_remote_code(hf_cogvlm2_dir, hf_clip):
     caps = cap.caption(hf_clip, _object_mask(hf_clip), hf_clip, "bike", ["road"])
     assert all(isinstance(c, str) for c in (caps.fg, caps.bg, caps.blend))
     assert cap.caption(hf_clip, _object_mask(hf_clip), hf_clip, "bike", ["road"]) == caps  # greedy
+
+
+LEGACY_GENERATION_HOOK = """
+
+    def _update_model_kwargs_for_generation(self, outputs, model_kwargs, is_encoder_decoder=False,
+                                            standardize_cache_format=False):
+        model_kwargs["past_key_values"] = self._extract_past_from_model_output(
+            outputs, standardize_cache_format=standardize_cache_format)
+        return model_kwargs
+"""
+
+
+def test_cogvlm2_legacy_generation_code_fails_at_load(hf_cogvlm2_dir, tmp_path):
+    """The published CogVLM2 code overrides generation with an API newer transformers removed: that
+    must be a clear error when the actor starts, not a crash on every clip."""
+    import shutil
+
+    import transformers
+
+    if hasattr(transformers.GenerationMixin, "_extract_past_from_model_output"):
+        pytest.skip("installed transformers still has the legacy generation API")
+    legacy = tmp_path / "cogvlm2_legacy"
+    shutil.copytree(hf_cogvlm2_dir, legacy)
+    with open(legacy / "modeling_tinycog.py", "a") as fh:
+        fh.write(LEGACY_GENERATION_HOOK)
+    spec = BackendSpec(name="cogvlm2", model_dir=str(legacy), trust_remote_code=True)
+    with pytest.raises(RuntimeError, match=r"cogvlm2_legacy.*_extract_past_from_model_output.*qwen2_5_vl"):
+        build_backend(BackendKind.CAPTIONER, spec)

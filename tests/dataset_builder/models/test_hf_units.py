@@ -18,6 +18,7 @@ from dataset_builder.models.hf.owlv2_sam2 import (
     nms,
     owl_boxes_to_pixels,
     select_new,
+    soft_alpha,
 )
 from dataset_builder.models.hf.qwen_vl import chatml_prompt, expand_image_tokens
 from dataset_builder.models.hf.siglip_tagger import load_vocab, select_tags
@@ -145,6 +146,20 @@ def test_owl_box_geometry_nms_and_new_object_rule():
     assert [d.label for d in select_new(dets, tracked, 0.3)] == ["person"]
 
 
+def test_sam2_soft_alpha_keeps_edges_and_drops_faint_tails():
+    prob = np.full((2, 40, 60), 0.002, np.float32)  # confident background: logit ~ -6.2 -> alpha 1 if kept
+    prob[:, 10:20, 10:20] = 0.95                     # the object
+    prob[:, 9, 10:20] = 0.4                          # its soft edge, 1 px outside
+    prob[:, 30:35, 45:55] = 0.2                      # a faint look-alike far from the object
+    alpha = soft_alpha(prob, band=3)
+    assert alpha.dtype == np.uint8 and alpha.shape == prob.shape
+    assert (alpha[:, 10:20, 10:20] == 242).all()
+    assert (alpha[:, 9, 10:20] == 102).all()         # soft edge kept
+    assert not alpha[:, 30:, 40:].any()              # no ghost alpha on the look-alike
+    assert alpha[:, :, 30:].max() == 0 and alpha[:, 0].max() == 0  # nor on the background
+    assert not soft_alpha(np.full((1, 8, 8), 0.4, np.float32), band=3).any()  # no object -> empty
+
+
 def test_vocab_and_tag_selection():
     vocab = load_vocab()
     labels = [v.label for v in vocab]
@@ -177,7 +192,8 @@ def test_paper_config_validates_and_names_registered_backends():
         if spec.name != "iou":
             assert spec.model_dir and not Path(spec.model_dir).is_absolute()
             assert 0 < spec.resources.num_gpus <= 1
-    assert cfg.stages.caption.trust_remote_code is True
+    # remote code stays opt-in: the default profile runs with stock transformers classes only
+    assert not any(spec.trust_remote_code for _, spec in cfg.stages)
 
 
 def test_modules_import_without_torchvision_and_cpu_profile_without_torch():
