@@ -79,6 +79,9 @@ class DataConfig(_Strict):
     #: Fraction of non-static samples additionally turned into static videos (stage-3 joint data).
     static_fraction: float = Field(0.0, ge=0.0, le=1.0)
     batch_size: int = Field(1, ge=1)
+    #: Probability of training a sample on empty captions ("0, ", "1, ", "2, "), the prompts of the
+    #: unconditional branch of classifier-free guidance at sampling time.
+    caption_dropout: float = Field(0.0, ge=0.0, le=1.0)
     #: Directory for precomputed VAE latents + T5 embeddings (safetensors); None = no cache.
     cache_dir: str | None = None
 

@@ -63,7 +63,11 @@ class LayeredDataset:
         clip = decode_clip(read_members(ref))
         pixels, view = build_layout(clip, self.cfg, rng, static)
         view["static"] = static
-        return Example(ref.key, pixels, view, layer_prompts(record.captions.model_dump()),
+        captions = record.captions.model_dump()
+        if self.cfg.caption_dropout and np.random.default_rng([self.seed, epoch, index, 0xCAF]).random() < \
+                self.cfg.caption_dropout:
+            captions = dict.fromkeys(captions, "")  # what the CFG unconditional branch sees
+        return Example(ref.key, pixels, view, layer_prompts(captions),
                        motion_scale_for(record.motion_scale, static), record.kind, static)
 
 

@@ -128,6 +128,18 @@ def test_dataset_kinds_static_and_motion_scale(layered_data):
         assert all(np.array_equal(ex.pixels[:, 0], ex.pixels[:, t]) for t in range(8))
 
 
+def test_caption_dropout_empties_captions_but_keeps_layer_prefixes(layered_data):
+    ds = LayeredDataset(_cfg(layered_data.roots, caption_dropout=0.5), seed=0)
+    prompts = [ds.example(i, epoch).prompts for epoch in range(8) for i in range(len(ds))]
+    dropped = [p for p in prompts if p == ["0, ", "1, ", "2, "]]
+    assert 0.25 < len(dropped) / len(prompts) < 0.75  # about half, never all or none
+    assert all(p[0].startswith("0, ") and p[1].startswith("1, ") for p in prompts)
+    again = LayeredDataset(_cfg(layered_data.roots, caption_dropout=0.5), seed=0)
+    assert [again.example(i, 3).prompts for i in range(len(ds))] == prompts[3 * len(ds): 4 * len(ds)]  # resumable
+    never = LayeredDataset(_cfg(layered_data.roots), seed=0)
+    assert all(never.example(i, e).prompts != ["0, ", "1, ", "2, "] for e in range(4) for i in range(len(never)))
+
+
 def test_missing_dataset_names_the_builder(tmp_path):
     with pytest.raises(FileNotFoundError, match="make copypaste"):
         resolve_shards([str(tmp_path / "out" / "copypaste")])
