@@ -12,9 +12,9 @@ import os
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import Field, model_validator
 
-from dataset_builder.config import apply_overrides, load_yaml
+from dataset_builder.config import Strict, apply_overrides, load_yaml
 
 #: Latent-frame groups in LayerFlow sub-clip order; text segments in prompt-prefix order.
 LAYERS: tuple[str, ...] = ("fg", "alpha", "bg", "blend")
@@ -31,11 +31,7 @@ CONDITION_LAYERS: dict[str, tuple[str, ...]] = {
 VAE_FRAME_CHUNK = 8
 
 
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-
-class TinyModelConfig(_Strict):
+class TinyModelConfig(Strict):
     """Random tiny CogVideoX/VAE/T5 built locally (tests, laptops). Never used with real weights."""
 
     seed: int = 0
@@ -47,7 +43,7 @@ class TinyModelConfig(_Strict):
     vae_channels: int = 8
 
 
-class ModelConfig(_Strict):
+class ModelConfig(Strict):
     #: Diffusers-layout directory (transformer/, vae/, text_encoder/, tokenizer/, scheduler/). Relative
     #: paths resolve against $LAYERFLOW_MODEL_ROOT. Never a hub id: nothing is downloaded.
     model_dir: str
@@ -63,7 +59,7 @@ class ModelConfig(_Strict):
     gradient_checkpointing: bool = False
 
 
-class DataConfig(_Strict):
+class DataConfig(Strict):
     #: Dataset roots (``<out>`` of the builder: committed shards are read) or shard files / globs.
     shards: list[str]
     frames_per_layer: int = 16
@@ -95,7 +91,7 @@ class DataConfig(_Strict):
         return self
 
 
-class LoraConfig(_Strict):
+class LoraConfig(Strict):
     rank: int = Field(64, ge=1)
     alpha: float = 64.0
     #: LoRA on every n-th transformer block (LayerFlow: 1/6 of the blocks).
@@ -107,7 +103,7 @@ class LoraConfig(_Strict):
     content_weights: str | None = None
 
 
-class OptimConfig(_Strict):
+class OptimConfig(Strict):
     lr: float = 1e-4
     weight_decay: float = 1e-4
     betas: tuple[float, float] = (0.9, 0.95)
@@ -120,7 +116,7 @@ class OptimConfig(_Strict):
     mixed_precision: Literal["no", "bf16"] = "bf16"
 
 
-class CheckpointConfig(_Strict):
+class CheckpointConfig(Strict):
     output_dir: str
     every_n_steps: int = Field(500, ge=1)
     keep_last: int = Field(2, ge=1)
@@ -128,14 +124,14 @@ class CheckpointConfig(_Strict):
     resume: bool = True
 
 
-class RayConfig(_Strict):
+class RayConfig(Strict):
     num_workers: int = Field(1, ge=1)
     use_gpu: bool = True
     cpus_per_worker: int = 1
     storage_path: str | None = None
 
 
-class TrainConfig(_Strict):
+class TrainConfig(Strict):
     stage: Literal[1, 2, 3]
     conditioning: Literal["none", "fg", "bg", "decomposition"] = "none"
     seed: int = 0
