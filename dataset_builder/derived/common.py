@@ -15,19 +15,17 @@ Static samples travel as one frame and are repeated only at encode time, so Ray 
 from __future__ import annotations
 
 import hashlib
-import io
 import logging
-import tarfile
 import traceback
-from fractions import Fraction
 from typing import Any, ClassVar
 
 import numpy as np
 from pydantic import BaseModel, Field
 
-from dataset_builder.io.shard_writer import SampleToWrite
-from dataset_builder.io.video import encode_alpha, encode_rgb
+from dataset_builder.io.shard_writer import SampleToWrite, pack_fragment, unpack_fragment
+from dataset_builder.io.video import encode_alpha, encode_rgb, encode_static_rgb
 from dataset_builder.stages.base import batch_from_rows, rows_from_batch
+from dataset_builder.stages.encode import foreground_rgb
 from schemas import LayeredSample, RejectRecord
 
 log = logging.getLogger(__name__)
@@ -112,59 +110,22 @@ class EncodeLayersStage:
         return batch_from_rows(out)
 
     def encode(self, state: UnitState, row: dict[str, Any]) -> bytes:
-        buf = io.BytesIO()
-        with tarfile.open(fileobj=buf, mode="w", format=tarfile.USTAR_FORMAT) as tar:
-            for k, record in enumerate(state.samples):
-                layers = {name: row[name][k] for name in LAYER_COLUMNS}
-                fg = layers["fg"].copy()
-                fg[layers["alpha"] == 0] = self.fg_fill
-                n, fps = record.num_frames, record.fps
-                members = {
-                    "fg.mp4": self._rgb(fg, n, fps),
-                    "alpha.mkv": encode_alpha(_to_length(layers["alpha"], n), fps),
-                    "bg.mp4": self._rgb(layers["bg"], n, fps),
-                    "blend.mp4": self._rgb(layers["blend"], n, fps),
-                }
-                for suffix, data in members.items():
-                    info = tarfile.TarInfo(f"{record.key}.{suffix}")
-                    info.size = len(data)
-                    tar.addfile(info, io.BytesIO(data))
-        return buf.getvalue()
+        samples = {}
+        for k, record in enumerate(state.samples):
+            layers = {name: row[name][k] for name in LAYER_COLUMNS}
+            n, fps = record.num_frames, record.fps
+            samples[record.key] = {
+                "fg.mp4": self._rgb(foreground_rgb(layers["fg"], layers["alpha"], self.fg_fill), n, fps),
+                "alpha.mkv": encode_alpha(_to_length(layers["alpha"], n), fps),
+                "bg.mp4": self._rgb(layers["bg"], n, fps),
+                "blend.mp4": self._rgb(layers["blend"], n, fps),
+            }
+        return pack_fragment(samples)
 
     def _rgb(self, frames: np.ndarray, num_frames: int, fps: float) -> bytes:
         if self.exact_static and len(frames) == 1 and num_frames > 1:
             return encode_static_rgb(frames[0], num_frames, fps, self.crf)
         return encode_rgb(_to_length(frames, num_frames), fps, self.crf)
-
-
-def encode_static_rgb(frame: np.ndarray, num_frames: int, fps: float, crf: int = 18) -> bytes:
-    """H.264 MP4 of one frame shown ``num_frames`` times, decoding to bit-identical frames.
-
-    The frame is coded once as an IDR picture and that packet is muxed ``num_frames`` times. Plain
-    H.264 of repeated frames lets P-frames keep refining the picture (visible as flicker on textured
-    content), which a static-video (motion scale 1) sample must not have; the price is ~8x the bytes.
-    """
-    import av
-
-    rate = Fraction(fps if fps > 0 else 8.0).limit_denominator(1001)
-    buf = io.BytesIO()
-    with av.open(buf, mode="w", format="mp4") as container:
-        stream = container.add_stream("libx264", rate=rate)
-        stream.width, stream.height = frame.shape[1], frame.shape[0]
-        stream.pix_fmt = "yuv420p"
-        stream.options = {"crf": str(crf), "preset": "medium"}
-        video_frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(frame, np.uint8), format="rgb24")
-        packets = [*stream.encode(video_frame), *stream.encode()]
-        if len(packets) != 1:
-            raise RuntimeError(f"expected one packet for one frame, got {len(packets)}")
-        data, time_base = bytes(packets[0]), packets[0].time_base
-        step = max(1, round(1 / (rate * time_base)))
-        for i in range(num_frames):
-            packet = av.Packet(data)
-            packet.pts = packet.dts = i * step
-            packet.time_base, packet.stream, packet.is_keyframe = time_base, stream, True
-            container.mux(packet)
-    return buf.getvalue()
 
 
 def _to_length(frames: np.ndarray, num_frames: int) -> np.ndarray:
@@ -180,9 +141,5 @@ def samples_from_row(meta: str, payload: bytes) -> tuple[UnitState, list[SampleT
     state = UnitState.model_validate_json(meta)
     if state.rejected or not payload:
         return state, []
-    members: dict[str, dict[str, bytes]] = {}
-    with tarfile.open(fileobj=io.BytesIO(payload), mode="r") as tar:
-        for info in tar.getmembers():
-            key, _, suffix = info.name.partition(".")
-            members.setdefault(key, {})[suffix] = tar.extractfile(info).read()
+    members = unpack_fragment(payload)
     return state, [SampleToWrite(record, members[record.key]) for record in state.samples]

@@ -208,6 +208,30 @@ class ShardWriter:
             self._shard = None
 
 
+def pack_fragment(samples: dict[str, dict[str, bytes]]) -> bytes:
+    """In-memory tar of ``{key: {suffix: bytes}}`` as ``<key>.<suffix>`` members: how encoded samples travel
+    from workers to the driver-side writer."""
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w", format=tarfile.USTAR_FORMAT) as tar:
+        for key, members in samples.items():
+            for suffix, data in members.items():
+                info = tarfile.TarInfo(f"{key}.{suffix}")
+                info.size = len(data)
+                tar.addfile(info, io.BytesIO(data))
+    return buf.getvalue()
+
+
+def unpack_fragment(payload: bytes) -> dict[str, dict[str, bytes]]:
+    """Inverse of :func:`pack_fragment`, keys in packing order; empty payload -> {}."""
+    samples: dict[str, dict[str, bytes]] = {}
+    if payload:
+        with tarfile.open(fileobj=io.BytesIO(payload), mode="r") as tar:
+            for member in tar.getmembers():
+                key, _, suffix = member.name.partition(".")
+                samples.setdefault(key, {})[suffix] = tar.extractfile(member).read()
+    return samples
+
+
 def committed_shards(out_dir: str | os.PathLike) -> list[Path]:
     """Paths of committed, non-empty shards, in order (what readers should open)."""
     out = Path(out_dir)

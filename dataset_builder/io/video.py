@@ -204,6 +204,36 @@ def encode_alpha(alpha: np.ndarray, fps: float) -> bytes:
     return buf.getvalue()
 
 
+def encode_static_rgb(frame: np.ndarray, num_frames: int, fps: float, crf: int = 18) -> bytes:
+    """H.264 MP4 of one frame shown ``num_frames`` times, decoding to bit-identical frames.
+
+    The frame is coded once as an IDR picture and that packet is muxed ``num_frames`` times. Plain
+    H.264 of repeated frames lets P-frames keep refining the picture (visible as flicker on textured
+    content), which a static-video (motion scale 1) sample must not have; the price is ~8x the bytes.
+    """
+    import av
+
+    rate = _rate(fps)
+    buf = io.BytesIO()
+    with av.open(buf, mode="w", format="mp4") as container:
+        stream = container.add_stream("libx264", rate=rate)
+        stream.width, stream.height = frame.shape[1], frame.shape[0]
+        stream.pix_fmt = "yuv420p"
+        stream.options = {"crf": str(crf), "preset": "medium"}
+        video_frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(frame, np.uint8), format="rgb24")
+        packets = [*stream.encode(video_frame), *stream.encode()]
+        if len(packets) != 1:
+            raise RuntimeError(f"expected one packet for one frame, got {len(packets)}")
+        data, time_base = bytes(packets[0]), packets[0].time_base
+        step = max(1, round(1 / (rate * time_base)))
+        for i in range(num_frames):
+            packet = av.Packet(data)
+            packet.pts = packet.dts = i * step
+            packet.time_base, packet.stream, packet.is_keyframe = time_base, stream, True
+            container.mux(packet)
+    return buf.getvalue()
+
+
 def decode_bytes(data: bytes, gray: bool = False) -> np.ndarray:
     """Decode an in-memory video (e.g. a shard member) to uint8 (T, H, W, 3) or (T, H, W) if ``gray``."""
     import av

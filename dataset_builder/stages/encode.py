@@ -6,12 +6,10 @@ copies bytes into shards. Heavy arrays are dropped here, so rows reaching the dr
 
 from __future__ import annotations
 
-import io
-import tarfile
-
 import numpy as np
 
 from dataset_builder import __version__
+from dataset_builder.io.shard_writer import pack_fragment, unpack_fragment
 from dataset_builder.io.video import encode_alpha, encode_rgb
 from dataset_builder.stages.base import ClipStage, ClipState, drop_heavy
 from schemas import LAYER_MEMBERS, Captions, LayeredSample, Provenance
@@ -44,50 +42,37 @@ class EncodeStage(ClipStage):
         frames, masks, backgrounds = row["frames"], row["masks"], row["backgrounds"]
         fps = state.fps
         blend = encode_rgb(frames, fps, self.crf)  # shared by all objects of the clip
-        buf = io.BytesIO()
-        with tarfile.open(fileobj=buf, mode="w", format=tarfile.USTAR_FORMAT) as tar:
-            for i, obj in enumerate(state.objects):
-                key = sample_key(state.clip_id, obj.object_id)
-                record = LayeredSample(
-                    key=key, clip_id=state.clip_id, object_id=obj.object_id, label=obj.label,
-                    num_frames=int(frames.shape[0]), height=int(frames.shape[1]), width=int(frames.shape[2]),
-                    fps=fps, captions=Captions(**obj.captions), tags=[t["label"] for t in state.tags],
-                    scores={**obj.scores, **{f"tag:{t['label']}": float(t["score"]) for t in state.tags}},
-                    fg_fill=self.fg_fill,
-                    provenance=Provenance(
-                        source_uri=state.source_uri, source_sha1=state.source_sha1,
-                        start_frame=state.start_frame, frame_stride=state.frame_stride,
-                        source_fps=state.source_fps, config_hash=state.config_hash,
-                        backends=dict(state.backends), builder_version=__version__,
-                    ),
-                )
-                members = {
-                    LAYER_MEMBERS["fg"]: encode_rgb(foreground_rgb(frames, masks[i], self.fg_fill), fps, self.crf),
-                    LAYER_MEMBERS["alpha"]: encode_alpha(masks[i], fps),
-                    LAYER_MEMBERS["bg"]: encode_rgb(backgrounds[i], fps, self.crf),
-                    LAYER_MEMBERS["blend"]: blend,
-                    "json": record.model_dump_json().encode(),
-                }
-                for suffix, data in members.items():
-                    info = tarfile.TarInfo(f"{key}.{suffix}")
-                    info.size = len(data)
-                    tar.addfile(info, io.BytesIO(data))
-        row["payload"] = buf.getvalue()
+        samples: dict[str, dict[str, bytes]] = {}
+        for i, obj in enumerate(state.objects):
+            key = sample_key(state.clip_id, obj.object_id)
+            record = LayeredSample(
+                key=key, clip_id=state.clip_id, object_id=obj.object_id, label=obj.label,
+                num_frames=int(frames.shape[0]), height=int(frames.shape[1]), width=int(frames.shape[2]),
+                fps=fps, captions=Captions(**obj.captions), tags=[t["label"] for t in state.tags],
+                scores={**obj.scores, **{f"tag:{t['label']}": float(t["score"]) for t in state.tags}},
+                fg_fill=self.fg_fill,
+                provenance=Provenance(
+                    source_uri=state.source_uri, source_sha1=state.source_sha1,
+                    start_frame=state.start_frame, frame_stride=state.frame_stride,
+                    source_fps=state.source_fps, config_hash=state.config_hash,
+                    backends=dict(state.backends), builder_version=__version__,
+                ),
+            )
+            samples[key] = {
+                LAYER_MEMBERS["fg"]: encode_rgb(foreground_rgb(frames, masks[i], self.fg_fill), fps, self.crf),
+                LAYER_MEMBERS["alpha"]: encode_alpha(masks[i], fps),
+                LAYER_MEMBERS["bg"]: encode_rgb(backgrounds[i], fps, self.crf),
+                LAYER_MEMBERS["blend"]: blend,
+                "json": record.model_dump_json().encode(),
+            }
+        row["payload"] = pack_fragment(samples)
         drop_heavy(row)
 
 
 def read_payload(payload: bytes) -> list[tuple[LayeredSample, dict[str, bytes]]]:
     """Inverse of the encode stage: tar fragment -> [(record, {suffix: bytes})] in object order."""
-    if not payload:
-        return []
-    samples: dict[str, dict[str, bytes]] = {}
-    with tarfile.open(fileobj=io.BytesIO(payload), mode="r") as tar:
-        for member in tar.getmembers():
-            key, _, suffix = member.name.partition(".")
-            samples.setdefault(key, {})[suffix] = tar.extractfile(member).read()
     out = []
-    for key in samples:
-        members = samples[key]
+    for members in unpack_fragment(payload).values():
         record = LayeredSample.model_validate_json(members.pop("json"))
         out.append((record, members))
     return out

@@ -5,7 +5,8 @@ from __future__ import annotations
 import numpy as np
 from .conftest import H, W, synthetic_image
 
-from dataset_builder.derived.common import EncodeLayersStage, UnitState, encode_static_rgb, samples_from_row
+from dataset_builder.derived.common import EncodeLayersStage, UnitState, samples_from_row
+from dataset_builder.io.video import encode_static_rgb
 from dataset_builder.io.video import decode_bytes, encode_rgb
 from schemas import Captions, LayeredSample, Provenance
 
