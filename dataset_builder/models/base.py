@@ -72,3 +72,20 @@ class Captioner(Protocol):
     def caption(
         self, frames: np.ndarray, alpha: np.ndarray, background: np.ndarray, label: str, tags: list[str]
     ) -> LayerCaptions: ...
+
+
+def judge_objects(judge: FgJudge, frames: np.ndarray, masks: np.ndarray, labels: list[str]) -> list[Judgement]:
+    """All objects of a clip: one batched call where the backend offers ``judge_objects``, else one by one."""
+    batched = getattr(judge, "judge_objects", None)
+    if batched is not None:
+        return list(batched(frames, masks, labels))
+    return [judge.judge(frames, m, label) for m, label in zip(masks, labels)]
+
+
+def caption_objects(captioner: Captioner, frames: np.ndarray, alphas: np.ndarray, backgrounds: np.ndarray,
+                    labels: list[str], tags: list[str]) -> list[LayerCaptions]:
+    """All objects of a clip: one batched call where the backend offers ``caption_objects``, else one by one."""
+    batched = getattr(captioner, "caption_objects", None)
+    if batched is not None:
+        return list(batched(frames, alphas, backgrounds, labels, tags))
+    return [captioner.caption(frames, a, b, label, tags) for a, b, label in zip(alphas, backgrounds, labels)]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataset_builder.models.base import caption_objects
 from dataset_builder.models.registry import BackendKind
 from dataset_builder.stages.base import BackendStage, ClipState
 
@@ -12,8 +13,9 @@ class CaptionStage(BackendStage):
 
     def apply(self, state: ClipState, row: dict) -> None:
         tags = [t["label"] for t in state.tags]
-        for i, obj in enumerate(state.objects):
-            captions = self.backend.caption(row["frames"], row["masks"][i], row["backgrounds"][i], obj.label, tags)
+        all_captions = caption_objects(self.backend, row["frames"], row["masks"], row["backgrounds"],
+                                       [o.label for o in state.objects], tags)
+        for obj, captions in zip(state.objects, all_captions):
             for layer in ("fg", "bg", "blend"):
                 text = getattr(captions, layer).strip()
                 if not text:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataset_builder.models.base import judge_objects
 from dataset_builder.models.registry import BackendKind
 from dataset_builder.stages.base import BackendStage, ClipState, keep_objects
 
@@ -12,8 +13,8 @@ class FilterForegroundStage(BackendStage):
 
     def apply(self, state: ClipState, row: dict) -> None:
         keep = []
-        for i, obj in enumerate(state.objects):
-            verdict = self.backend.judge(row["frames"], row["masks"][i], obj.label)
+        verdicts = judge_objects(self.backend, row["frames"], row["masks"], [o.label for o in state.objects])
+        for i, (obj, verdict) in enumerate(zip(state.objects, verdicts)):
             obj.scores["fg_judge"] = float(verdict.score)
             if verdict.is_foreground:
                 keep.append(i)

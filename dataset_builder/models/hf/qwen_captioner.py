@@ -13,7 +13,7 @@ from dataset_builder.models.hf.qwen_vl import QwenVL
 
 class QwenCaptioner:
     """Options: ``prompts`` (override any of fg/bg/blend), ``fg_fill`` (grey level behind the object,
-    default 0 as in the shards), plus QwenVL's ``num_frames``/``max_side``/``max_new_tokens``."""
+    default 0 as in the shards), plus QwenVL's ``num_frames``/``max_side``/``max_new_tokens``/``max_batch``."""
 
     default_resources = Resources(num_cpus=2, num_gpus=0.5, batch_size=4, concurrency=8)
 
@@ -22,11 +22,18 @@ class QwenCaptioner:
         self.overrides = dict(spec.options.get("prompts", {}))
         self.fg_fill = int(spec.options.get("fg_fill", 0))
 
+    def caption_objects(self, frames: np.ndarray, alphas: np.ndarray, backgrounds: np.ndarray,
+                        labels: list[str], tags: list[str]) -> list[LayerCaptions]:
+        """The 3 layer captions of every object of a clip as one batched generation (chunked by
+        ``max_batch``): 3K questions, not 3K sequential batch-1 ``generate`` calls."""
+        requests = []
+        for alpha, background, label in zip(alphas, backgrounds, labels):
+            prompts = layer_prompts(label, tags, self.overrides)
+            requests += [(composite(frames, alpha, self.fg_fill), prompts["fg"]), (background, prompts["bg"]),
+                         (frames, prompts["blend"])]
+        answers = self.vlm.answer_many(requests)
+        return [LayerCaptions(*answers[i:i + 3]) for i in range(0, len(answers), 3)]
+
     def caption(self, frames: np.ndarray, alpha: np.ndarray, background: np.ndarray, label: str,
                 tags: list[str]) -> LayerCaptions:
-        prompts = layer_prompts(label, tags, self.overrides)
-        return LayerCaptions(
-            fg=self.vlm.answer(composite(frames, alpha, self.fg_fill), prompts["fg"]),
-            bg=self.vlm.answer(background, prompts["bg"]),
-            blend=self.vlm.answer(frames, prompts["blend"]),
-        )
+        return self.caption_objects(frames, alpha[None], background[None], [label], tags)[0]

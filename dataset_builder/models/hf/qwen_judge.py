@@ -23,7 +23,7 @@ QUESTION = (
 
 class QwenFgJudge:
     """Options: ``threshold`` (P(yes), default 0.5), ``question`` (with ``{label}``), plus QwenVL's
-    ``num_frames``/``max_side``."""
+    ``num_frames``/``max_side``/``max_batch``."""
 
     default_resources = Resources(num_cpus=2, num_gpus=0.5, batch_size=4, concurrency=8)
 
@@ -32,6 +32,11 @@ class QwenFgJudge:
         self.threshold = float(spec.options.get("threshold", 0.5))
         self.question = str(spec.options.get("question", QUESTION))
 
+    def judge_objects(self, frames: np.ndarray, masks: np.ndarray, labels: list[str]) -> list[Judgement]:
+        """All objects of a clip in one batched forward (chunked by ``max_batch``)."""
+        requests = [(highlight(frames, m), self.question.format(label=label)) for m, label in zip(masks, labels)]
+        return [Judgement(p >= self.threshold, p, f"qwen2.5-vl P(yes)={p:.3f}")
+                for p in self.vlm.yes_probabilities(requests)]
+
     def judge(self, frames: np.ndarray, masks: np.ndarray, label: str) -> Judgement:
-        p_yes = self.vlm.yes_probability(highlight(frames, masks), self.question.format(label=label))
-        return Judgement(p_yes >= self.threshold, p_yes, f"qwen2.5-vl P(yes)={p_yes:.3f}")
+        return self.judge_objects(frames, masks[None], [label])[0]
