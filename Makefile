@@ -8,7 +8,7 @@ PIP := $(VENV)/bin/pip
 TORCH_SPEC ?= torch==2.13.0
 CONFIG ?= configs/cpu.yaml
 OUT ?= out/coarse
-HASH := $(shell cat pyproject.toml | sha1sum | cut -c1-12)
+HASH := $(shell cat pyproject.toml dataset_builder/models/requirements.py | sha1sum | cut -c1-12)
 BASE_STAMP := $(VENV)/.stamp-base-$(HASH)
 ALL_STAMP := $(VENV)/.stamp-all-$(HASH)
 export HF_HUB_OFFLINE := 1
@@ -28,10 +28,10 @@ $(BASE_STAMP): pyproject.toml | $(VENV)/bin/python
 	rm -f $(VENV)/.stamp-base-*; touch $@
 
 # Everything: model backends, training, test tools.
-$(ALL_STAMP): pyproject.toml | $(VENV)/bin/python
+$(ALL_STAMP): pyproject.toml dataset_builder/models/requirements.py | $(VENV)/bin/python
 	$(PIP) install -q "$(TORCH_SPEC)"
 	$(PIP) install -q -e ".[samples,cpu-models,paper,train,dev]"
-	$(PIP) install -q --no-deps pytorchcv==0.0.74
+	$(PIP) install -q --no-deps $$($(PY) -m dataset_builder.models.requirements --no-deps)
 	rm -f $(VENV)/.stamp-all-* $(VENV)/.stamp-base-*; touch $@ $(BASE_STAMP)
 
 venv: $(BASE_STAMP)

@@ -50,14 +50,19 @@ def available_backends(kind: BackendKind | str) -> list[str]:
     return sorted(name for k, name in _REGISTRY if k is kind)
 
 
-def resolve_factory(kind: BackendKind | str, name: str) -> Factory:
+def registry_target(kind: BackendKind | str, name: str) -> str | Factory:
+    """The registered factory or its lazy ``"module:attr"`` (nothing imported)."""
     kind = BackendKind(kind)
     try:
-        target = _REGISTRY[(kind, name)]
+        return _REGISTRY[(kind, name)]
     except KeyError:
         raise KeyError(
             f"unknown {kind.value} backend {name!r}; available: {available_backends(kind)}"
         ) from None
+
+
+def resolve_factory(kind: BackendKind | str, name: str) -> Factory:
+    target = registry_target(kind, name)
     if callable(target):
         return target
     module, _, attr = target.partition(":")

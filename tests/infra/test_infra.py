@@ -206,3 +206,76 @@ def test_cluster_launcher_config():
         assert 0 <= node["min_workers"] <= node["max_workers"] <= cfg["max_workers"], name
     assert cfg["provider"]["type"] in ("aws", "gcp", "azure")
     assert any("ray start --head" in c for c in cfg["head_start_ray_commands"])
+
+
+def _pyproject_requirements(extras: list[str]) -> set[str]:
+    tomllib = pytest.importorskip("tomllib")
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    reqs = list(project["dependencies"])
+    for extra in extras:
+        reqs += project["optional-dependencies"][extra]
+    return {_requirement_name(r) for r in reqs}
+
+
+def _image_installs() -> set[str]:
+    """Distributions infra/Dockerfile installs: the pyproject extras it names + the --no-deps list it runs."""
+    from dataset_builder.models.requirements import NO_DEPS_REQUIREMENTS
+
+    text = (INFRA / "Dockerfile").read_text()
+    (extras,) = re.findall(r'pip install [^\n]*-e "\.\[([a-z,-]+)\]"', text)
+    installed = _pyproject_requirements(extras.split(","))
+    if re.search(r"pip install [^\n]*--no-deps \$\(python -m dataset_builder\.models\.requirements --no-deps\)", text):
+        installed |= {_requirement_name(r) for r in NO_DEPS_REQUIREMENTS}
+    return installed
+
+
+def _configured_backend_needs() -> dict[str, frozenset[str]]:
+    from dataset_builder.config import BuildConfig, load_yaml
+    from dataset_builder.models.registry import BackendKind
+    from dataset_builder.models.requirements import backend_distributions, module_distributions
+
+    needs = {"pipeline": module_distributions("dataset_builder.pipeline")}
+    for path in sorted((ROOT / "configs").glob("*.yaml")):
+        data = load_yaml(path)
+        if "stages" not in data or "clip" not in data:
+            continue  # derived-builder configs
+        cfg = BuildConfig.model_validate(data)
+        for stage, spec in cfg.stages:
+            needs[f"{path.name}:{stage}={spec.name}"] = backend_distributions(BackendKind(stage), spec.name)
+    return needs
+
+
+def test_image_and_runtime_env_install_what_every_configured_backend_imports():
+    """The propainter backend imports pytorchcv: a cluster image without it fails every inpaint actor."""
+    image = _image_installs()
+    env = yaml.safe_load((INFRA / "runtime_env.yaml").read_text())
+    runtime = {_requirement_name(p) for p in env["pip"]["packages"]} | {"ray"}  # the cluster's own Ray
+    needs = _configured_backend_needs()
+    assert any("propainter" in k for k in needs) and "pytorchcv" in needs["paper.yaml:inpaint=propainter"]
+    for where, dists in needs.items():
+        assert dists <= image, f"infra/Dockerfile does not install {sorted(dists - image)} needed by {where}"
+        assert dists <= runtime, f"infra/runtime_env.yaml lacks {sorted(dists - runtime)} needed by {where}"
+
+
+def test_makefile_uses_the_shared_no_deps_list():
+    text = (ROOT / "Makefile").read_text()
+    assert "--no-deps $$($(PY) -m dataset_builder.models.requirements --no-deps)" in text
+    assert "pytorchcv" not in text  # no second copy of the list
+
+
+def test_backend_import_scan_sees_function_level_imports_and_skips_fallbacks(tmp_path, monkeypatch):
+    from dataset_builder.models import requirements
+
+    pkg = tmp_path / "dataset_builder_probe"
+    pkg.mkdir()
+    (pkg / "__init__.py").write_text("")
+    (pkg / "mod.py").write_text(
+        "import os\n"
+        "def f():\n    import pytorchcv.models\n"
+        "try:\n    import tflite_runtime\nexcept ImportError:\n    tflite_runtime = None\n"
+    )
+    monkeypatch.syspath_prepend(str(tmp_path))
+    assert requirements.module_distributions("dataset_builder_probe.mod") == {"pytorchcv"}
+    (pkg / "bad.py").write_text("import not_a_known_package\n")
+    with pytest.raises(requirements.UnknownImportError, match="not_a_known_package"):
+        requirements.module_distributions("dataset_builder_probe.bad")
