@@ -1,8 +1,8 @@
 """Read a built dataset directory into summaries, and locate shard members by byte offset.
 
-Pure functions over the layout written by :class:`dataset_builder.io.shard_writer.ShardWriter`.
-Only committed shards (those with a ``_stats`` marker) are read, so the dashboard can watch a
-build that is still running. Members are served by (offset, size) inside the tar, never extracted.
+Reads through :mod:`dataset_builder.io.layout` (the one owner of the format), so it sees exactly what
+the writer committed, also after ``retry_rejects`` and while a build is still running. Members are
+served by (offset, size) inside the tar, never extracted.
 """
 
 from __future__ import annotations
@@ -11,18 +11,16 @@ import json
 import math
 import os
 import re
-import tarfile
 import threading
 from collections import Counter
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-import pyarrow.parquet as pq
+from dataset_builder.io import layout
+from dataset_builder.io.storage import Storage
+from schemas import CommitRecord
 
-from schemas import MANIFEST_SCHEMA, REJECTS_SCHEMA
-
-_STATS_RE = re.compile(r"^shard-(\d{6})_stats\.json$")
 #: Sample keys are produced by the builder without '.' or '/'; anything else is refused outright.
 KEY_RE = re.compile(r"^[A-Za-z0-9_\-]{1,200}$")
 SUFFIX_RE = re.compile(r"^[A-Za-z0-9_\-]+(\.[A-Za-z0-9_\-]+)*$")
@@ -30,36 +28,18 @@ SUFFIX_RE = re.compile(r"^[A-Za-z0-9_\-]+(\.[A-Za-z0-9_\-]+)*$")
 
 # -- tables -------------------------------------------------------------------------------------
 def load_stats(root: str | os.PathLike) -> list[dict]:
-    """Commit markers (``_stats/shard-*_stats.json``), in shard order."""
-    out = []
-    folder = Path(root) / "_stats"
-    for path in sorted(folder.glob("shard-*_stats.json")) if folder.is_dir() else []:
-        if _STATS_RE.match(path.name):
-            out.append(json.loads(path.read_text()))
-    return out
+    """Commit records, in commit order."""
+    return [record.model_dump() for record in layout.list_commits(root)]
 
 
-def _committed_parts(root: Path, sub: str, stats: list[dict]) -> list[Path]:
-    parts = [root / sub / (Path(s["shard"]).stem + ".parquet") for s in stats]
-    return [p for p in parts if p.is_file()]
-
-
-def _read_table(root: Path, sub: str, schema, stats: list[dict]) -> list[dict]:
-    """Rows of the committed per-shard parts (current even mid-build), else the consolidated file."""
-    parts = _committed_parts(root, sub, stats)
-    if parts:
-        rows: list[dict] = []
-        for part in parts:
-            rows.extend(pq.read_table(part, schema=schema).to_pylist())
-        return rows
-    consolidated = root / f"{sub}.parquet"
-    return pq.read_table(consolidated, schema=schema).to_pylist() if consolidated.is_file() else []
+def _records(stats: list[dict]) -> list[CommitRecord]:
+    return [CommitRecord.model_validate(s) for s in stats]
 
 
 def load_manifest(root: str | os.PathLike, stats: list[dict] | None = None) -> list[dict]:
-    """Manifest rows as dicts; ``scores`` becomes a plain ``{name: float}`` dict."""
-    root = Path(root)
-    rows = _read_table(root, "manifest", MANIFEST_SCHEMA, load_stats(root) if stats is None else stats)
+    """Committed manifest rows as dicts; ``scores`` becomes a plain ``{name: float}`` dict."""
+    commits = None if stats is None else _records(stats)
+    rows = layout.read_manifest(root, commits).to_pylist()
     for row in rows:
         row["scores"] = {k: float(v) for k, v in (row.get("scores") or [])}
         row["tags"] = list(row.get("tags") or [])
@@ -67,8 +47,8 @@ def load_manifest(root: str | os.PathLike, stats: list[dict] | None = None) -> l
 
 
 def load_rejects(root: str | os.PathLike, stats: list[dict] | None = None) -> list[dict]:
-    root = Path(root)
-    return _read_table(root, "rejects", REJECTS_SCHEMA, load_stats(root) if stats is None else stats)
+    """Committed rejects (a retried clip's from its latest commit only, as the writer counts them)."""
+    return layout.read_rejects(root, None if stats is None else _records(stats)).to_pylist()
 
 
 # -- summaries ----------------------------------------------------------------------------------
@@ -185,29 +165,11 @@ class MemberRef:
     size: int
 
 
-def split_member_name(name: str) -> tuple[str, str] | None:
-    """``"abc.alpha.mkv"`` -> ``("abc", "alpha.mkv")``: webdataset keys end at the first dot."""
-    base = name.rsplit("/", 1)[-1]
-    if "." not in base:
-        return None
-    key, suffix = base.split(".", 1)
-    return key, suffix
-
-
 def index_tar(path: str | os.PathLike) -> dict[str, dict[str, MemberRef]]:
     """``{key: {suffix: MemberRef}}`` from the tar headers alone (data blocks are skipped by seek)."""
     path = Path(path)
-    index: dict[str, dict[str, MemberRef]] = {}
-    with tarfile.open(path, "r:") as tar:
-        for info in tar:
-            if not info.isfile():
-                continue
-            parts = split_member_name(info.name)
-            if parts is None:
-                continue
-            key, suffix = parts
-            index.setdefault(key, {})[suffix] = MemberRef(path, info.offset_data, info.size)
-    return index
+    return {key: {suffix: MemberRef(path, offset, size) for suffix, (offset, size) in members.items()}
+            for key, members in layout.index_tar(path).items()}
 
 
 def iter_member(ref: MemberRef, start: int = 0, end: int | None = None,
@@ -271,9 +233,9 @@ class Dataset:
         self.reload_if_changed()
 
     def _current_stamp(self) -> tuple:
-        files = sorted((self.root / "_stats").glob("shard-*_stats.json")) if (self.root / "_stats").is_dir() else []
-        files += [p for p in (self.root / "manifest.parquet", self.root / "rejects.parquet") if p.is_file()]
-        return tuple((p.name, p.stat().st_mtime_ns, p.stat().st_size) for p in files)
+        store = Storage.at(self.root)
+        names = store.list(layout.COMMITS_DIR, layout.COMMIT_SUFFIX)
+        return tuple((name, store.stamp(f"{layout.COMMITS_DIR}/{name}")) for name in names)
 
     def reload_if_changed(self) -> bool:
         with self._lock:
@@ -302,7 +264,7 @@ class Dataset:
         shard = Path(row["shard"]).name
         with self._lock:
             if shard not in self._tar_index:
-                path = self.root / "shards" / shard
+                path = self.root / layout.shard_path(layout.stem_of(shard))
                 self._tar_index[shard] = index_tar(path) if path.is_file() else {}
             return self._tar_index[shard].get(key, {})
 

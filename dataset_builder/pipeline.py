@@ -18,7 +18,8 @@ from typing import Any
 import numpy as np
 
 from dataset_builder.config import BackendSpec, BuildConfig, Resources
-from dataset_builder.io.shard_writer import SampleToWrite, ShardWriter
+from dataset_builder.io import layout
+from dataset_builder.io.shard_writer import OutputDir, SampleToWrite, ShardWriter
 from dataset_builder.models.registry import BackendKind, effective_resources
 from dataset_builder.stages.base import ClipState, batch_from_rows, rows_from_batch
 from dataset_builder.stages.caption import CaptionStage
@@ -169,37 +170,37 @@ def run_build(cfg: BuildConfig, inputs: list[str] | None = None, use_ray: bool =
     if not inputs:
         raise FileNotFoundError(f"no input videos found under {cfg.input.paths}")
     out_dir = Path(cfg.output.dir)
-    writer = ShardWriter(out_dir, cfg.output.samples_per_shard, cfg.output.max_shard_bytes,
-                         retry_rejects=cfg.output.retry_rejects)
-    skip = writer.committed_clip_ids(include_rejected=not cfg.output.retry_rejects)
-    if use_ray:
-        init_ray(cfg)
-        rows = build_dataset(cfg, inputs, skip).iter_rows()
-    else:
-        rows = iter_local(cfg, inputs, skip)
-    clips = 0
-    with writer:
-        for row in rows:
-            state = ClipState.model_validate_json(row["meta"])
-            samples = [SampleToWrite(record, members) for record, members in read_payload(row["payload"])]
-            writer.add_clip(state.clip_id, samples, state.rejects)
-            clips += 1
-    summary = writer.close()
-    summary.update(inputs=len(inputs), clips_processed_now=clips, seconds=round(time.time() - t0, 2),
-                   config_hash=cfg.processing_hash(), out_dir=str(out_dir), executor="ray" if use_ray else "local")
-    summary["unaccounted_inputs"] = unaccounted_inputs(out_dir, inputs)
-    (out_dir / "run_summary.json").write_text(json.dumps(summary, indent=1))
-    (out_dir / "config.json").write_text(cfg.model_dump_json(indent=1))
+    with OutputDir(out_dir):
+        writer = ShardWriter(out_dir, cfg.output.samples_per_shard, cfg.output.max_shard_bytes,
+                             retry_rejects=cfg.output.retry_rejects)
+        skip = writer.committed_clip_ids(include_rejected=not cfg.output.retry_rejects)
+        if use_ray:
+            init_ray(cfg)
+            rows = build_dataset(cfg, inputs, skip).iter_rows()
+        else:
+            rows = iter_local(cfg, inputs, skip)
+        clips = 0
+        with writer:
+            for row in rows:
+                state = ClipState.model_validate_json(row["meta"])
+                samples = [SampleToWrite(record, members) for record, members in read_payload(row["payload"])]
+                writer.add_clip(state.clip_id, samples, state.rejects, source=state.source_uri)
+                clips += 1
+        summary = writer.close()
+        summary.update(inputs=len(inputs), clips_processed_now=clips, seconds=round(time.time() - t0, 2),
+                       config_hash=cfg.processing_hash(), out_dir=str(out_dir),
+                       executor="ray" if use_ray else "local")
+        summary["unaccounted_inputs"] = unaccounted_inputs(out_dir, inputs)
+        (out_dir / "run_summary.json").write_text(json.dumps(summary, indent=1))
+        (out_dir / "config.json").write_text(cfg.model_dump_json(indent=1))
     return summary
 
 
 def unaccounted_inputs(out_dir: str | os.PathLike, inputs: list[str]) -> list[str]:
     """Inputs that are neither in a shard nor in the rejects table (must be empty)."""
-    import pyarrow.parquet as pq
-
-    out_dir = Path(out_dir)
-    seen = set(pq.read_table(out_dir / "manifest.parquet", columns=["source_uri"]).column(0).to_pylist())
-    seen |= set(pq.read_table(out_dir / "rejects.parquet", columns=["source_uri"]).column(0).to_pylist())
+    commits = layout.list_commits(out_dir)
+    seen = set(layout.read_manifest(out_dir, commits).column("source_uri").to_pylist())
+    seen |= set(layout.read_rejects(out_dir, commits).column("source_uri").to_pylist())
     return sorted(set(inputs) - seen)
 
 

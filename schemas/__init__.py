@@ -1,5 +1,6 @@
 """Record schemas shared by the dataset builder, the shard readers and the trainer (one source of truth)."""
 
+from schemas.commit import CommitRecord
 from schemas.layered_clip import (
     CAPTION_LAYERS,
     LAYER_MEMBERS,
@@ -20,6 +21,7 @@ __all__ = [
     "REJECTS_SCHEMA",
     "SCHEMA_VERSION",
     "Captions",
+    "CommitRecord",
     "LayeredSample",
     "Provenance",
     "RejectRecord",

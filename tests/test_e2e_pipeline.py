@@ -5,12 +5,13 @@ from __future__ import annotations
 import json
 
 import numpy as np
-import pyarrow.parquet as pq
 import pytest
+
+from dataset_builder.io import layout
 import webdataset as wds
 
 from dataset_builder.config import BuildConfig
-from dataset_builder.io.shard_writer import committed_shards
+from dataset_builder.io.layout import committed_shards
 from dataset_builder.io.video import decode_bytes
 from dataset_builder.pipeline import run_build
 from schemas import CAPTION_LAYERS, LAYER_MEMBERS, LayeredSample
@@ -49,10 +50,10 @@ def test_every_input_is_accounted_for(built):
     cfg, summary, _, root = built
     assert summary["unaccounted_inputs"] == []
     assert summary["inputs"] == 3 and summary["samples_total"] >= 2
-    rejects = pq.read_table(root / "out" / "rejects.parquet").to_pylist()
+    rejects = layout.read_rejects(root / "out").to_pylist()
     broken = [r for r in rejects if r["source_uri"].endswith("broken.mp4")]
     assert [(r["stage"], r["reason"]) for r in broken] == [("clip", "unreadable")]
-    manifest = pq.read_table(root / "out" / "manifest.parquet").to_pylist()
+    manifest = layout.read_manifest(root / "out").to_pylist()
     assert {m["source_uri"].rsplit("/", 1)[-1] for m in manifest} == {"synthetic.mp4", "bikes.mp4"}
 
 

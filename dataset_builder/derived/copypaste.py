@@ -23,7 +23,7 @@ from dataset_builder import __version__
 from dataset_builder.ops.clips import file_fingerprint
 from dataset_builder.derived.common import UnitStage, UnitState, stable_id
 from dataset_builder.derived.config import CopyPasteConfig
-from dataset_builder.io.shard_writer import committed_shards
+from dataset_builder.io import layout
 from dataset_builder.io.video import decode_bytes, decode_frames
 from dataset_builder.ops.clips import resize_frames
 from dataset_builder.ops.composite import composite
@@ -72,7 +72,7 @@ def shard_paths(entries: list[str]) -> list[Path]:
     for entry in entries:
         path = Path(entry)
         if path.is_dir():
-            out += committed_shards(path) if (path / "_stats").is_dir() else sorted(path.rglob("*.tar"))
+            out += layout.shards_in_dir(path)
         elif path.is_file():
             out.append(path)
         else:

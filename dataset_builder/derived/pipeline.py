@@ -18,7 +18,7 @@ from dataset_builder.derived import copypaste as cp
 from dataset_builder.derived import image_layers as il
 from dataset_builder.derived.common import EncodeLayersStage, UnitState, samples_from_row, stable_id
 from dataset_builder.derived.config import CopyPasteConfig, ImageLayersConfig
-from dataset_builder.io.shard_writer import ShardWriter
+from dataset_builder.io.shard_writer import OutputDir, ShardWriter
 from schemas import RejectRecord
 
 log = logging.getLogger(__name__)
@@ -99,7 +99,8 @@ def _run(writer: ShardWriter, metas: list[str], stage_cls: type, cfg: CopyPasteC
 def run_copypaste(cfg: CopyPasteConfig, use_ray: bool = True) -> dict[str, Any]:
     config_hash = cfg.processing_hash()
     out = cfg.output
-    with ShardWriter(out.dir, out.samples_per_shard, out.max_shard_bytes, out.retry_rejects) as writer:
+    with OutputDir(out.dir), ShardWriter(out.dir, out.samples_per_shard, out.max_shard_bytes,
+                                         out.retry_rejects) as writer:
         sources: dict[str, list[cp.SourceRef]] = {}
         for role, entries in (("fg", cfg.input.fg_shards), ("bg", cfg.input.bg_shards)):
             sources[role] = []
@@ -121,7 +122,7 @@ def run_copypaste(cfg: CopyPasteConfig, use_ray: bool = True) -> dict[str, Any]:
         metas = [UnitState(unit_id=p.unit_id, source_uri=p.fg.source_uri, task=p.model_dump()).model_dump_json()
                  for p in pending]
         _run(writer, metas, cp.CopyPasteStage, cfg, cfg.composite, use_ray)
-    summary = writer.close()
+        summary = writer.close()
     summary.update(fg_sources=len(fgs), bg_sources=len(bgs), pairs=len(pairs), pending_units=len(pending),
                    out_dir=str(out.dir), config_hash=config_hash)
     return summary
@@ -130,7 +131,8 @@ def run_copypaste(cfg: CopyPasteConfig, use_ray: bool = True) -> dict[str, Any]:
 def run_image_layers(cfg: ImageLayersConfig, use_ray: bool = True) -> dict[str, Any]:
     config_hash = cfg.processing_hash()
     out = cfg.output
-    with ShardWriter(out.dir, out.samples_per_shard, out.max_shard_bytes, out.retry_rejects) as writer:
+    with OutputDir(out.dir), ShardWriter(out.dir, out.samples_per_shard, out.max_shard_bytes,
+                                         out.retry_rejects) as writer:
         tasks = il.discover_inputs(cfg.input.paths, cfg.input.extensions, cfg.input.max_images)
         done = writer.committed_clip_ids()
         metas = []
@@ -140,6 +142,6 @@ def run_image_layers(cfg: ImageLayersConfig, use_ray: bool = True) -> dict[str, 
                 metas.append(UnitState(unit_id=unit_id, source_uri=task.path, task=task.model_dump()).model_dump_json())
         _run(writer, metas, il.ImageLayersStage, cfg, cfg.inpaint.resources, use_ray,
              exact_static=cfg.static_encoding == "exact")
-    summary = writer.close()
+        summary = writer.close()
     summary.update(inputs=len(tasks), pending_units=len(metas), out_dir=str(out.dir), config_hash=config_hash)
     return summary

@@ -11,16 +11,13 @@ from __future__ import annotations
 import glob
 import json
 import os
-import tarfile
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import numpy as np
-
-from dataset_builder.io.shard_writer import committed_shards
-from dataset_builder.io.video import decode_bytes
-from schemas import LAYER_MEMBERS, LayeredSample
+from dataset_builder.io import layout
+from dataset_builder.io.layout import LayeredClip
+from schemas import LayeredSample
 
 
 @dataclass(frozen=True)
@@ -29,15 +26,6 @@ class SampleRef:
     key: str
     #: member suffix (e.g. "fg.mp4") -> (data offset, size) inside the tar
     members: dict[str, tuple[int, int]] = field(hash=False)
-
-
-@dataclass
-class LayeredClip:
-    record: LayeredSample
-    fg: np.ndarray     # (T, H, W, 3) uint8
-    alpha: np.ndarray  # (T, H, W) uint8
-    bg: np.ndarray     # (T, H, W, 3) uint8
-    blend: np.ndarray  # (T, H, W, 3) uint8
 
 
 _BUILD_HINT = ("; build the datasets first: `make shards` (out/coarse), `make copypaste` (out/copypaste), "
@@ -50,8 +38,7 @@ def resolve_shards(paths: list[str]) -> list[Path]:
     for entry in paths:
         p = Path(os.path.expanduser(entry))
         if p.is_dir():
-            out.extend(committed_shards(p) if (p / "_stats").is_dir() else sorted((p / "shards").glob("*.tar"))
-                       or sorted(p.glob("*.tar")))
+            out.extend(layout.shards_in_dir(p))
         elif any(ch in entry for ch in "*?["):
             out.extend(Path(x) for x in sorted(glob.glob(os.path.expanduser(entry))))
         elif p.is_file():
@@ -68,15 +55,8 @@ def index_shards(shards: list[Path]) -> list[SampleRef]:
     """One header pass per shard; samples in shard order, members grouped by key (webdataset rules)."""
     refs: list[SampleRef] = []
     for shard in shards:
-        grouped: dict[str, dict[str, tuple[int, int]]] = {}
-        with tarfile.open(shard, "r:") as tar:
-            for info in tar:
-                if not info.isfile():
-                    continue
-                key, _, suffix = os.path.basename(info.name).partition(".")
-                grouped.setdefault(key, {})[suffix] = (info.offset_data, info.size)
-        for key, members in grouped.items():
-            missing = {"json", *LAYER_MEMBERS.values()} - set(members)
+        for key, members in layout.index_tar(shard).items():
+            missing = set(layout.SAMPLE_MEMBERS) - set(members)
             if missing:
                 raise ValueError(f"{shard}: sample {key} lacks members {sorted(missing)}")
             refs.append(SampleRef(str(shard), key, members))
@@ -99,12 +79,7 @@ def read_record(ref: SampleRef) -> LayeredSample:
 
 def decode_clip(members: dict[str, bytes | str | dict]) -> LayeredClip:
     """Decode a sample's members (bytes, as read from the tar or by webdataset/Ray) into arrays."""
-    raw = members["json"]
-    record = (LayeredSample.model_validate(raw) if isinstance(raw, dict)
-              else LayeredSample.model_validate_json(raw))
-    layers = {name: decode_bytes(members[suffix], gray=(name == "alpha")) for name, suffix in LAYER_MEMBERS.items()}
-    n = min(len(v) for v in layers.values())  # codecs may drop/duplicate a trailing frame; trust the shortest
-    return LayeredClip(record, *(layers[name][:n] for name in LAYER_MEMBERS))
+    return layout.decode_sample(members)
 
 
 def iter_webdataset(shards: list[Path]) -> Iterator[dict]:

@@ -37,20 +37,32 @@ def _layers(seed: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     return fg, alpha, bg, blend
 
 
+REJECT_F = RejectRecord(source_uri="/videos/clipf.mp4", clip_id="clipf", stage="inpaint", reason="oom")
+
+
+def _sample(i: int, key: str, label: str, kind: str, tags: list, scores: dict, blend_cap: str) -> SampleToWrite:
+    clip_id = key.split("_")[0]
+    fg, alpha, bg, blend = _layers(i)
+    record = LayeredSample(
+        key=key, clip_id=clip_id, object_id=int(key[-1]), kind=kind, label=label, num_frames=T, height=H,
+        width=W, fps=FPS, captions=Captions(fg=f"a {label}", bg="a plain wall", blend=blend_cap), tags=tags,
+        scores=scores, provenance=Provenance(source_uri=f"/videos/{clip_id}.mp4", start_frame=10 * i,
+                                             config_hash="cafe"))
+    members = {"fg.mp4": encode_rgb(fg, FPS), "alpha.mkv": encode_alpha(alpha, FPS),
+               "bg.mp4": encode_rgb(bg, FPS), "blend.mp4": encode_rgb(blend, FPS)}
+    return SampleToWrite(record, members)
+
+
+def write_samples_for(clip_id: str) -> list[SampleToWrite]:
+    """One sample for ``clip_id`` (e.g. a rejected clip that succeeds when retried)."""
+    return [_sample(7, f"{clip_id}_00", "cat", "coarse", ["animal"], {"iou": 0.8}, "A cat.")]
+
+
 def write_tiny_dataset(out) -> dict:
     writer = ShardWriter(out, samples_per_shard=2)
     clips: dict[str, list[SampleToWrite]] = {}
-    for i, (key, (label, kind, tags, scores, blend_cap)) in enumerate(SAMPLES.items()):
-        clip_id = key.split("_")[0]
-        fg, alpha, bg, blend = _layers(i)
-        record = LayeredSample(
-            key=key, clip_id=clip_id, object_id=int(key[-1]), kind=kind, label=label, num_frames=T, height=H,
-            width=W, fps=FPS, captions=Captions(fg=f"a {label}", bg="a plain wall", blend=blend_cap), tags=tags,
-            scores=scores, provenance=Provenance(source_uri=f"/videos/{clip_id}.mp4", start_frame=10 * i,
-                                                 config_hash="cafe"))
-        members = {"fg.mp4": encode_rgb(fg, FPS), "alpha.mkv": encode_alpha(alpha, FPS),
-                   "bg.mp4": encode_rgb(bg, FPS), "blend.mp4": encode_rgb(blend, FPS)}
-        clips.setdefault(clip_id, []).append(SampleToWrite(record, members))
+    for i, (key, spec) in enumerate(SAMPLES.items()):
+        clips.setdefault(key.split("_")[0], []).append(_sample(i, key, *spec))
     for clip_id, samples in clips.items():
         writer.add_clip(clip_id, samples, [])
     for clip_id, stage, reason in REJECTS:

@@ -1,4 +1,3 @@
-import json
 import shutil
 import tarfile
 
@@ -17,15 +16,18 @@ from dashboard.data import (
     load_stats,
     parse_range,
     read_member,
-    split_member_name,
     summarize,
 )
-from tests.dashboard.conftest import REJECTS, SAMPLES, write_tiny_dataset
+from dataset_builder.io import layout
+from dataset_builder.io.layout import split_member_name
+from dataset_builder.io.shard_writer import ShardWriter
+from tests.dashboard.conftest import REJECT_F, REJECTS, SAMPLES, write_samples_for, write_tiny_dataset
 
 
 def test_tables_load(tiny_dataset):
     stats = load_stats(tiny_dataset)
-    assert [s["shard"] for s in stats] == ["shard-000000.tar", "shard-000001.tar"]
+    assert [s["shard"] for s in stats] == [layout.shard_file(layout.shard_stem(ids)) for ids in
+                                           (["clipa"], ["clipb", "clipc", "clipd", "clipe"])]
     rows = load_manifest(tiny_dataset)
     assert sorted(r["key"] for r in rows) == sorted(SAMPLES)
     by_key = {r["key"]: r for r in rows}
@@ -88,7 +90,7 @@ def test_tar_index_matches_tarfile(tiny_dataset):
             for name in names:
                 key, suffix = split_member_name(name)
                 assert read_member(index[key][suffix]) == tar.extractfile(name).read()
-    ref = index_tar(tiny_dataset / "shards" / "shard-000000.tar")["clipa_00"]["fg.mp4"]
+    ref = index_tar(layout.committed_shards(tiny_dataset)[0])["clipa_00"]["fg.mp4"]
     whole = read_member(ref)
     assert b"".join(iter_member(ref, 10, 99, chunk=7)) == whole[10:100]
     with pytest.raises(ValueError):
@@ -119,29 +121,38 @@ def test_dataset_members_and_records(tiny_dataset):
 
 
 def test_mid_build_reads_committed_parts_and_reloads(tmp_path, tiny_dataset):
-    """Before close() there is no consolidated manifest; committed per-shard parts are read instead."""
+    """There is no consolidated manifest; committed per-shard parts are read, and new commits show up."""
     root = tmp_path / "copy"
     shutil.copytree(tiny_dataset, root)
-    (root / "manifest.parquet").unlink()
-    (root / "rejects.parquet").unlink()
     ds = Dataset(root)
     assert len(ds.manifest) == 3 and len(ds.rejects) == 3
     assert not ds.reload_if_changed()
-    # a new shard is committed by a later (resumed) run: the dataset notices
-    stats = json.loads((root / "_stats" / "shard-000001_stats.json").read_text())
-    shutil.copy(root / "shards" / "shard-000001.tar", root / "shards" / "shard-000002.tar")
-    shutil.copy(root / "manifest" / "shard-000001.parquet", root / "manifest" / "shard-000002.parquet")
-    shutil.copy(root / "rejects" / "shard-000001.parquet", root / "rejects" / "shard-000002.parquet")
-    stats["shard"] = "shard-000002.tar"
-    (root / "_stats" / "shard-000002_stats.json").write_text(json.dumps(stats))
+    with ShardWriter(root) as writer:  # a later (resumed) run commits one more shard
+        writer.add_clip("clipf", [], [REJECT_F])
     assert ds.reload_if_changed()
-    assert len(ds.manifest) == 4 and len(ds.stats) == 3
+    assert len(ds.rejects) == 4 and len(ds.stats) == 3
+
+
+def test_retry_rejects_run_matches_the_writer(tmp_path, tiny_dataset):
+    """Old main: after a retry_rejects run the dashboard still counted the retried clip's old rejects,
+    while the writer's tables had replaced them by the clip's new sample."""
+    root = tmp_path / "copy"
+    shutil.copytree(tiny_dataset, root)
+    ds = Dataset(root)
+    (retried,) = write_samples_for("clipc")
+    with ShardWriter(root, retry_rejects=True) as writer:
+        assert writer.add_clip("clipc", [retried], [])
+        summary = writer.close()
+    assert ds.reload_if_changed()
+    assert len(ds.rejects) == summary["rejects_total"] == 2
+    assert len(ds.manifest) == summary["samples_total"] == 4
+    assert "clipc" not in {r["clip_id"] for r in ds.rejects} and ds.summary()["clips"] == 3
 
 
 def test_uncommitted_shard_is_ignored(tmp_path):
     root = tmp_path / "ds"
     write_tiny_dataset(root)
-    (root / "_stats" / "shard-000001_stats.json").unlink()  # as if the run died before committing it
-    (root / "manifest.parquet").unlink()
+    last = layout.list_commits(root)[-1]
+    (root / layout.commit_path(layout.stem_of(last.shard))).unlink()  # as if the run died before committing
     ds = Dataset(root)
     assert sorted(ds.by_key) == ["clipa_00", "clipa_01"]

@@ -15,6 +15,7 @@ from pathlib import Path
 import cv2
 import pytest
 
+
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 
@@ -69,7 +70,7 @@ def build_layered_data(root: Path) -> LayeredData:
         "frames": frames, "output": {"dir": str(root / "static"), "samples_per_shard": 2}}), use_ray=False)
     got = {kind: s["samples_total"] for kind, s in summaries.items()}
     if got != EXPECTED_KINDS:
-        raise RuntimeError(f"builders produced {got} samples, expected {EXPECTED_KINDS} (see the rejects.parquet "
+        raise RuntimeError(f"builders produced {got} samples, expected {EXPECTED_KINDS} (see the rejects/ parts "
                            f"files under {root})")
     return LayeredData(videos, root / "coarse", root / "copypaste", root / "static")
 

@@ -1,8 +1,9 @@
 from pathlib import Path
 
 import numpy as np
-import pyarrow.parquet as pq
 import pytest
+
+from dataset_builder.io import layout
 import torch
 from .conftest import EXPECTED_KINDS, SRC_H, SRC_T, SRC_W, H, W
 
@@ -36,7 +37,7 @@ def test_index_matches_webdataset_and_manifest(layered_data):
     assert len(shards) == 2  # samples_per_shard=1, committed shards only
     refs = index_shards(shards)
     streamed = list(iter_webdataset(shards))
-    manifest = pq.read_table(layered_data.coarse / "manifest.parquet").to_pylist()
+    manifest = layout.read_manifest(layered_data.coarse).to_pylist()
     by_shard = sorted(manifest, key=lambda r: r["shard"])
     assert [r.key for r in refs] == [s["__key__"] for s in streamed] == [r["key"] for r in by_shard]
     assert [Path(r.shard).name for r in refs] == [Path(r["shard"]).name for r in by_shard]

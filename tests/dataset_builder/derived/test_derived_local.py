@@ -15,7 +15,7 @@ def test_in_process_builders_match_the_ray_path_contract(tmp_path):
 
     from dataset_builder.derived.config import ImageLayersConfig
     from dataset_builder.derived.pipeline import run_image_layers
-    from dataset_builder.io.shard_writer import committed_shards
+    from dataset_builder.io.layout import committed_shards
 
     image, _ = synthetic_image(H, W, seed=3)
     (tmp_path / "imgs").mkdir()

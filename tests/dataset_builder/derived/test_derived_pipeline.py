@@ -2,18 +2,18 @@
 
 from __future__ import annotations
 
-import json
 import tarfile
 
 import cv2
 import numpy as np
-import pyarrow.parquet as pq
 import pytest
+
+from dataset_builder.io import layout
 from .conftest import H, T, W, synthetic_image, write_mulan
 
 from dataset_builder.derived.config import CopyPasteConfig, ImageLayersConfig
 from dataset_builder.derived.pipeline import run_copypaste, run_image_layers
-from dataset_builder.io.shard_writer import committed_shards
+from dataset_builder.io.layout import committed_shards
 from dataset_builder.io.video import decode_bytes
 from schemas import LayeredSample
 
@@ -55,7 +55,7 @@ def test_copypaste_dag_end_to_end_and_resume(ray_local, coarse_dir, tmp_path):
     cfg.input.fg_shards.append(str(bad))
     summary = run_copypaste(cfg)
     assert summary["fg_sources"] == 5 and summary["pairs"] == 10 and summary["samples_written_now"] == 10
-    rejects = pq.read_table(tmp_path / "cp" / "rejects.parquet").to_pylist()
+    rejects = layout.read_rejects(tmp_path / "cp").to_pylist()
     assert [(r["stage"], r["reason"]) for r in rejects] == [("copypaste", "shard_unreadable")]
     samples = read_samples(tmp_path / "cp")
     assert len(samples) == 10
@@ -73,7 +73,7 @@ def test_copypaste_dag_end_to_end_and_resume(ray_local, coarse_dir, tmp_path):
         near = np.stack([cv2.dilate((f > 0).astype(np.uint8), np.ones((5, 5), np.uint8)) for f in s["alpha"]])
         outside = s["fg"][near == 0]  # fg_fill=0 away from the object, up to codec ringing
         assert outside.mean() < 0.5 and np.percentile(outside, 99.9) <= 12 and outside.max() < 40
-    manifest = pq.read_table(tmp_path / "cp" / "manifest.parquet").to_pylist()
+    manifest = layout.read_manifest(tmp_path / "cp").to_pylist()
     assert sorted(r["key"] for r in manifest) == sorted(samples) and {r["kind"] for r in manifest} == {"copypaste"}
 
     # alpha round trip is lossless: the shard holds exactly what the stage computes for that pair
@@ -89,7 +89,7 @@ def test_copypaste_dag_end_to_end_and_resume(ray_local, coarse_dir, tmp_path):
     again = run_copypaste(cfg)  # resume: everything committed, no work scheduled, nothing rewritten
     assert again["pending_units"] == 0 and again["samples_written_now"] == 0 and again["samples_total"] == 10
     assert again["clips_skipped_as_committed"] == 1  # the shard reject is not recorded twice
-    assert pq.read_table(tmp_path / "cp" / "rejects.parquet").num_rows == 1
+    assert layout.read_rejects(tmp_path / "cp").num_rows == 1
 
 
 def test_image_layers_dag_end_to_end(ray_local, tmp_path):
@@ -105,7 +105,7 @@ def test_image_layers_dag_end_to_end(ray_local, tmp_path):
     })
     summary = run_image_layers(cfg)
     assert summary["inputs"] == 3 and summary["samples_total"] == 2 and summary["rejects_total"] == 1
-    rejects = pq.read_table(tmp_path / "out" / "rejects.parquet").to_pylist()
+    rejects = layout.read_rejects(tmp_path / "out").to_pylist()
     assert (rejects[0]["stage"], rejects[0]["reason"]) == ("image_layers", "unreadable")
     assert rejects[0]["source_uri"].endswith("corrupt.png")
 
@@ -122,5 +122,5 @@ def test_image_layers_dag_end_to_end(ray_local, tmp_path):
 
     again = run_image_layers(cfg)
     assert again["pending_units"] == 0 and again["samples_written_now"] == 0
-    assert json.loads((tmp_path / "out" / "_stats" / "shard-000000_stats.json").read_text())["num_samples"] == 2
+    assert [c.num_samples for c in layout.list_commits(tmp_path / "out")][0] == 2
 

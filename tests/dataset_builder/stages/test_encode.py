@@ -1,7 +1,8 @@
 import numpy as np
 import webdataset as wds
 
-from dataset_builder.io.shard_writer import SampleToWrite, ShardWriter, committed_shards
+from dataset_builder.io.layout import committed_shards
+from dataset_builder.io.shard_writer import SampleToWrite, ShardWriter
 from dataset_builder.io.video import decode_bytes
 from dataset_builder.stages.base import ClipState, ObjectState, batch_from_rows, rows_from_batch
 from dataset_builder.stages.encode import EncodeStage, foreground_rgb, read_payload
