@@ -1,7 +1,8 @@
 """Typed configuration of the dataset builder. ``configs/*.yaml`` mirror these models exactly.
 
 Only fields that change *what* is produced enter :func:`BuildConfig.processing_hash` (and so every
-``clip_id``); paths, parallelism and resources do not, so a rerun with more workers still resumes.
+``clip_id``): with the backends' model revisions and library versions (``models.provenance``); paths,
+parallelism and resources do not, so a rerun with more workers still resumes.
 """
 
 from __future__ import annotations
@@ -134,9 +135,13 @@ class BuildConfig(Strict):
             name: spec.model_dump(include={"name", "model_dir", "options", "dtype"})
             for name, spec in self.stages
         }
+        from dataset_builder.models.provenance import stage_revisions
+
         payload = {
             "clip": self.clip.model_dump(),
             "stages": stages,
+            # model directory fingerprints + library versions: an upgrade gives new ids, not mixed outputs
+            "revisions": stage_revisions(self.stages, self.model_root),
             "output": self.output.model_dump(include={"crf", "fg_fill"}),
         }
         blob = json.dumps(payload, sort_keys=True, default=str).encode()

@@ -55,6 +55,8 @@ class Provenance(BaseModel):
     source_fps: float = 0.0
     config_hash: str
     backends: dict[str, str] = Field(default_factory=dict)
+    #: per stage: model directory fingerprint + library versions on the worker that ran it
+    revisions: dict[str, str] = Field(default_factory=dict)
     builder_version: str = ""
     created_at: str = Field(default_factory=lambda: datetime.now(timezone.utc).isoformat(timespec="seconds"))
 

@@ -52,9 +52,23 @@ def requirement_name(req: str) -> str:
     return req.strip().lower().replace("_", "-")
 
 
+@cache
+def _package_dir(top: str) -> Path | None:
+    spec = importlib.util.find_spec(top)
+    return Path(spec.origin).parent if spec is not None and spec.origin else None
+
+
 def _module_file(name: str) -> Path | None:
-    spec = importlib.util.find_spec(name)
-    return Path(spec.origin) if spec is not None and spec.origin and spec.origin.endswith(".py") else None
+    """Source file of a module, located without importing it (importing would defeat the lazy imports)."""
+    top, *rest = name.split(".")
+    base = _package_dir(top)
+    if base is None:
+        return None
+    target = base.joinpath(*rest)
+    for candidate in (target / "__init__.py", target.with_suffix(".py")):
+        if rest and candidate.is_file() or not rest and candidate.name == "__init__.py" and candidate.is_file():
+            return candidate
+    return None
 
 
 def _is_import_guard(handler: ast.ExceptHandler) -> bool:
@@ -109,19 +123,12 @@ def module_distributions(module: str) -> frozenset[str]:
             top = imported.split(".")[0]
             if top in ROOT_PACKAGES:
                 stack.append(imported)
-                stack += [f"{imported}.{n}" for n in names if _module_file_exists(f"{imported}.{n}")]
+                stack += [f"{imported}.{n}" for n in names if _module_file(f"{imported}.{n}") is not None]
             elif top and top != "__future__" and top not in sys.stdlib_module_names:
                 if top not in DISTRIBUTIONS:
                     raise UnknownImportError(f"{name} imports {top!r}: add it to requirements.DISTRIBUTIONS")
                 dists.add(DISTRIBUTIONS[top])
     return frozenset(dists)
-
-
-def _module_file_exists(name: str) -> bool:
-    try:
-        return _module_file(name) is not None
-    except ModuleNotFoundError:
-        return False
 
 
 def backend_distributions(kind: BackendKind | str, name: str) -> frozenset[str]:

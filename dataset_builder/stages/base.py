@@ -55,6 +55,8 @@ class ClipState(BaseModel):
     objects: list[ObjectState] = Field(default_factory=list)
     rejects: list[RejectRecord] = Field(default_factory=list)
     backends: dict[str, str] = Field(default_factory=dict)
+    #: stage -> model fingerprint + library versions, as measured in the worker (``models.provenance``)
+    revisions: dict[str, str] = Field(default_factory=dict)
     #: Set once the whole clip is rejected; later stages pass it through untouched.
     rejected: bool = False
 
@@ -159,12 +161,16 @@ class BackendStage(ClipStage):
     kind: ClassVar[BackendKind]
 
     def __init__(self, spec: BackendSpec | dict):
+        from dataset_builder.models.provenance import backend_revision
+
         self.spec = BackendSpec.model_validate(spec)
         self.backend = build_backend(self.kind, self.spec)
+        self.revision = backend_revision(self.kind.value, self.spec)
 
     def process(self, state: ClipState, row: dict[str, Any]) -> None:
         self.apply(state, row)
         state.backends[self.stage] = self.spec.name
+        state.revisions[self.stage] = self.revision
 
     def apply(self, state: ClipState, row: dict[str, Any]) -> None:
         raise NotImplementedError

@@ -55,7 +55,7 @@ class EncodeStage(ClipStage):
                     source_uri=state.source_uri, source_sha1=state.source_sha1,
                     start_frame=state.start_frame, frame_stride=state.frame_stride,
                     source_fps=state.source_fps, config_hash=state.config_hash,
-                    backends=dict(state.backends), builder_version=__version__,
+                    backends=dict(state.backends), revisions=dict(state.revisions), builder_version=__version__,
                 ),
             )
             samples[key] = {

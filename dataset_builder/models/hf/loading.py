@@ -58,13 +58,56 @@ def resolve_model_dir(
     return path
 
 
+class DeviceUnavailableError(RuntimeError):
+    """A GPU was asked for (config or Ray's GPU assignment) and torch cannot use one."""
+
+
+def requested_gpu_ids() -> list[str]:
+    """GPUs assigned to this process: Ray's accelerator ids inside a Ray worker, else CUDA_VISIBLE_DEVICES."""
+    try:
+        import ray
+
+        if ray.is_initialized():
+            ids = ray.get_runtime_context().get_accelerator_ids().get("GPU", [])
+            if ids:
+                return [str(i) for i in ids]
+    except Exception:  # noqa: BLE001 - no Ray, or not inside a worker: fall back to the environment
+        pass
+    env = os.environ.get("CUDA_VISIBLE_DEVICES", "").strip()
+    return [] if env in ("", "-1", "NoDevFiles") else [d for d in env.split(",") if d.strip()]
+
+
 def select_device(spec: BackendSpec) -> torch.device:
-    """``auto`` -> the first CUDA device when there is one (Ray sets CUDA_VISIBLE_DEVICES), else CPU."""
+    """``auto`` -> the first CUDA device when there is one (Ray sets CUDA_VISIBLE_DEVICES), else CPU.
+
+    Never a silent CPU fallback: ``cuda``/``cuda:N`` without a usable CUDA device, or ``auto`` in a process
+    that was assigned GPUs (a CPU-only torch on a GPU node, a driver mismatch) raises
+    :class:`DeviceUnavailableError`; ``device: cpu`` runs on CPU on purpose.
+    """
     import torch
 
-    if spec.device != "auto":
-        return torch.device(spec.device)
-    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    fix = ("install a CUDA build of torch matching the node's driver, or set the stage's device: cpu to run "
+           "on CPU on purpose")
+    if spec.device == "auto":
+        if torch.cuda.is_available():
+            return torch.device("cuda")
+        gpus = requested_gpu_ids()
+        if gpus:
+            raise DeviceUnavailableError(
+                f"{spec.name}: this worker was assigned GPU(s) {gpus} but torch {torch.__version__} cannot use "
+                f"CUDA; refusing to fall back to CPU ({fix})")
+        return torch.device("cpu")
+    device = torch.device(spec.device)
+    if device.type == "cuda":
+        if not torch.cuda.is_available():
+            raise DeviceUnavailableError(
+                f"{spec.name}: device {spec.device!r} requested but torch {torch.__version__} sees no CUDA device "
+                f"({fix})")
+        if device.index is not None and device.index >= torch.cuda.device_count():
+            raise DeviceUnavailableError(
+                f"{spec.name}: device {spec.device!r} requested but only {torch.cuda.device_count()} CUDA "
+                f"device(s) are visible")
+    return device
 
 
 def select_dtype(spec: BackendSpec, device: torch.device) -> torch.dtype:

@@ -1,0 +1,111 @@
+"""Model revisions and library versions of the configured backends.
+
+Backend names alone do not pin what produced a sample: a re-converted checkpoint in the same directory,
+or a transformers upgrade (5.3 changed how Qwen2.5-VL builds its positions), changes outputs under the
+same name. :func:`stage_revisions` fingerprints each stage's model directory and the versions of every
+distribution its backend imports (read from the code by ``models.requirements``);
+``BuildConfig.processing_hash`` folds them in, so such a change gives new clip ids instead of mixing
+outputs under old ones, and each sample's provenance records them (``revisions``).
+
+Weight files are fingerprinted cheaply and still content-based: size, the safetensors header (names,
+dtypes, shapes, offsets) and the first and last MiB; small files (configs, tokenizers, processors) are
+hashed whole. Results are cached per (path, size, mtime).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from functools import lru_cache
+from importlib import metadata
+from pathlib import Path
+
+from dataset_builder.config import BackendSpec
+
+WEIGHT_SUFFIXES = (".safetensors", ".pth", ".pt", ".bin", ".ckpt", ".onnx", ".tflite")
+SMALL_FILE_BYTES = 16 << 20
+EDGE_BYTES = 1 << 20
+
+
+def _weight_digest(path: Path, size: int, h) -> None:
+    with open(path, "rb") as fh:
+        if path.suffix == ".safetensors" and size >= 8:
+            header_len = int.from_bytes(fh.read(8), "little")
+            h.update(fh.read(min(header_len, SMALL_FILE_BYTES)))
+            fh.seek(0)
+        h.update(fh.read(EDGE_BYTES))
+        if size > 2 * EDGE_BYTES:
+            fh.seek(size - EDGE_BYTES)
+            h.update(fh.read(EDGE_BYTES))
+
+
+@lru_cache(maxsize=4096)
+def _file_digest(path: str, size: int, mtime_ns: int) -> str:
+    p = Path(path)
+    h = hashlib.sha1(str(size).encode())
+    if p.suffix in WEIGHT_SUFFIXES or size > SMALL_FILE_BYTES:
+        _weight_digest(p, size, h)
+    else:
+        h.update(p.read_bytes())
+    return h.hexdigest()
+
+
+def model_fingerprint(path: str | os.PathLike) -> str:
+    """Content fingerprint (12 hex) of a model directory or file; ``"missing"`` if it does not exist."""
+    root = Path(path)
+    if not root.exists():
+        return "missing"
+    files = [root] if root.is_file() else sorted(p for p in root.rglob("*") if p.is_file())
+    h = hashlib.sha1()
+    for file in files:
+        if any(part.startswith(".") for part in file.relative_to(root).parts) and file != root:
+            continue  # .cache/, .git/ ... are not part of the model
+        st = file.stat()
+        rel = file.name if file == root else file.relative_to(root).as_posix()
+        h.update(f"{rel}\0{_file_digest(str(file), st.st_size, st.st_mtime_ns)}\0".encode())
+    return h.hexdigest()[:12]
+
+
+@lru_cache(maxsize=256)
+def _version(dist: str) -> str:
+    try:
+        return metadata.version(dist)
+    except metadata.PackageNotFoundError:
+        return "absent"
+
+
+def library_versions(distributions: frozenset[str] | set[str]) -> dict[str, str]:
+    return {dist: _version(dist) for dist in sorted(distributions)}
+
+
+def backend_revision(kind: str, spec: BackendSpec, model_root: str | None = None) -> str:
+    """``"model=<fingerprint> numpy=2.1.0 ... torch=2.13.0 transformers=5.24.0"``: the model part only for
+    backends with a model directory (explicit, or the class's ``default_subdir``)."""
+    from dataset_builder.models.requirements import backend_distributions
+
+    parts = []
+    path = spec.resolved_model_dir(model_root)
+    if path is None:
+        default = getattr(_factory_class(kind, spec.name), "default_subdir", None)
+        if default is not None:
+            path = spec.model_copy(update={"model_dir": default}).resolved_model_dir(model_root)
+    if path is not None:
+        parts.append(f"model={model_fingerprint(path)}")
+    versions = library_versions(backend_distributions(kind, spec.name))
+    parts += [f"{name}={version}" for name, version in versions.items()]
+    return " ".join(parts)
+
+
+def _factory_class(kind: str, name: str):
+    """The backend class without importing heavy dependencies (modules import torch lazily)."""
+    from dataset_builder.models.registry import resolve_factory
+
+    try:
+        return resolve_factory(kind, name)
+    except (ImportError, KeyError):
+        return None
+
+
+def stage_revisions(stages, model_root: str | None = None) -> dict[str, str]:
+    """``{stage: revision}`` for a :class:`~dataset_builder.config.StagesConfig`."""
+    return {name: backend_revision(name, spec, model_root) for name, spec in stages}

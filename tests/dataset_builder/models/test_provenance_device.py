@@ -1,0 +1,96 @@
+"""Model revisions and library versions enter the processing hash and the samples' provenance; a GPU
+asked for and not usable is an error, never a silent CPU run."""
+
+from __future__ import annotations
+
+import os
+
+import numpy as np
+import pytest
+
+from dataset_builder.config import BackendSpec, BuildConfig
+from dataset_builder.models import provenance
+from dataset_builder.models.hf import loading
+
+
+def _model_dir(root, weights: bytes = b"\0" * 64):
+    d = root / "m"
+    d.mkdir(exist_ok=True)
+    (d / "config.json").write_text('{"hidden_size": 32}')
+    (d / "model.safetensors").write_bytes((8).to_bytes(8, "little") + b'{"a": 1}' + weights)
+    return d
+
+
+def _paper_cfg(model_dir) -> BuildConfig:
+    return BuildConfig.model_validate({"stages": {"tag": {"name": "siglip", "model_dir": str(model_dir)}}})
+
+
+def test_model_fingerprint_follows_config_and_weights(tmp_path):
+    d = _model_dir(tmp_path)
+    first = provenance.model_fingerprint(d)
+    assert first == provenance.model_fingerprint(d) and len(first) == 12
+    (d / "config.json").write_text('{"hidden_size": 64}')
+    second = provenance.model_fingerprint(d)
+    assert second != first
+    (d / "model.safetensors").write_bytes((8).to_bytes(8, "little") + b'{"a": 1}' + b"\1" * 64)
+    assert provenance.model_fingerprint(d) not in (first, second)
+    big = tmp_path / "big.pth"  # only the edges of large weight files are read, but changes there count
+    data = np.zeros(3 << 20, np.uint8)
+    big.write_bytes(data.tobytes())
+    before = provenance.model_fingerprint(big)
+    data[-1] = 1
+    big.write_bytes(data.tobytes())
+    assert provenance.model_fingerprint(big) != before
+    assert provenance.model_fingerprint(tmp_path / "absent") == "missing"
+
+
+def test_processing_hash_changes_with_model_revision_and_library_versions(tmp_path, monkeypatch):
+    d = _model_dir(tmp_path)
+    h1 = _paper_cfg(d).processing_hash()
+    (d / "config.json").write_text('{"hidden_size": 48}')
+    h2 = _paper_cfg(d).processing_hash()
+    assert h1 != h2  # same names, new weights -> new clip ids
+    rev = provenance.backend_revision("tag", BackendSpec(name="siglip", model_dir=str(d)))
+    assert rev.startswith(f"model={provenance.model_fingerprint(d)} ") and "transformers=" in rev and "torch=" in rev
+    monkeypatch.setattr(provenance, "_version", lambda dist: "99.0" if dist == "transformers" else "1.0")
+    assert _paper_cfg(d).processing_hash() != h2  # a transformers upgrade -> new clip ids
+
+
+def test_cpu_profile_hash_is_stable_and_records_library_versions():
+    cfg = BuildConfig()
+    assert cfg.processing_hash() == BuildConfig().processing_hash()
+    revs = provenance.stage_revisions(cfg.stages)
+    assert set(revs) == {name for name, _ in cfg.stages}
+    assert all("numpy=" in r and "model=" not in r for r in revs.values())
+
+
+def test_device_never_falls_back_to_cpu_silently(monkeypatch):
+    torch = pytest.importorskip("torch")
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    monkeypatch.delenv("CUDA_VISIBLE_DEVICES", raising=False)
+    assert loading.select_device(BackendSpec(name="x")).type == "cpu"  # nothing asked for a GPU
+    assert loading.select_device(BackendSpec(name="x", device="cpu")).type == "cpu"
+    with pytest.raises(loading.DeviceUnavailableError, match="device 'cuda' requested"):
+        loading.select_device(BackendSpec(name="x", device="cuda"))
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "0,1")  # e.g. Ray assigned GPUs, torch is a CPU build
+    with pytest.raises(loading.DeviceUnavailableError, match=r"assigned GPU\(s\) \['0', '1'\].*device: cpu"):
+        loading.select_device(BackendSpec(name="siglip"))
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "")
+    assert loading.select_device(BackendSpec(name="x")).type == "cpu"
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 1)
+    assert loading.select_device(BackendSpec(name="x")) == torch.device("cuda")
+    with pytest.raises(loading.DeviceUnavailableError, match="only 1 CUDA"):
+        loading.select_device(BackendSpec(name="x", device="cuda:1"))
+
+
+def test_stage_records_worker_revision(hf_siglip_dir, hf_clip):
+    from dataset_builder.stages.base import ClipState
+    from dataset_builder.stages.tag import TagStage
+
+    stage = TagStage(BackendSpec(name="siglip", model_dir=str(hf_siglip_dir)))
+    state = ClipState(clip_id="c", source_uri="v.mp4")
+    stage.process(state, {"frames": hf_clip})
+    assert state.revisions["tag"] == provenance.backend_revision("tag", stage.spec)
+    assert f"model={provenance.model_fingerprint(hf_siglip_dir)}" in state.revisions["tag"]
+    assert os.environ.get("HF_HUB_OFFLINE") == "1"
