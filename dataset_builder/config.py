@@ -87,6 +87,48 @@ class StagesConfig(Strict):
     caption: BackendSpec = Field(default_factory=BackendSpec)
 
 
+class PostprocessConfig(Strict):
+    """Shared post-processing of every profile (stages ``matte`` and ``layer_qa``): whatever the
+    segmenter returns becomes a hard core plus a thin soft band, and the fg layer gets the object's
+    colour in that band (un-mixed against the inpainted bg)."""
+
+    #: Half-width in px of the band around the mask edge where alpha may be fractional (0: hard alpha).
+    alpha_band: int = Field(3, ge=0, le=32)
+    guided_radius: int = Field(4, ge=1, le=32)
+    guided_eps: float = Field(1e-4, gt=0)
+    #: Fractions within this of 0 / 1 snap to exactly 0 / 255 (keeps faint alpha tails out of fg).
+    alpha_snap: float = Field(0.04, ge=0, lt=0.5)
+    #: After inpainting, re-estimate band alpha against the clean bg (difference matting).
+    rematte: bool = False
+    #: Pull of band fg colour toward the nearby opaque core colour (vs. exact un-mixing).
+    fg_reg: float = Field(0.02, gt=0)
+
+
+class QAConfig(Strict):
+    """Per-sample QA scores (always written to the sample json + manifest) and the precision-first gate
+    on them: a sample failing any bound is a reject with the score's name as reason. See ops/qa.py."""
+
+    gate: bool = True
+    max_empty_frames: float = Field(0.0, ge=0, le=1)
+    min_alpha_coverage_min: float = Field(0.001, ge=0, le=1)
+    min_alpha_stability: float = Field(0.3, ge=0, le=1)
+    max_edge_band_px: float = Field(4.0, gt=0)
+    max_soft_visible_share: float = Field(0.4, ge=0, le=1)
+    max_bg_remnant: float = Field(0.25, ge=0)
+    min_recompose_psnr: float = Field(20.0, ge=0)
+    #: Longer side the bg-remnant motion check runs at.
+    remnant_max_side: int = Field(240, ge=64)
+
+    def limits(self) -> dict[str, tuple[str, float]]:
+        """score name -> ("min" | "max", bound), from the ``min_*`` / ``max_*`` fields."""
+        out = {}
+        for name, value in self.model_dump().items():
+            kind, _, score = name.partition("_")
+            if kind in ("min", "max") and isinstance(value, float):
+                out[f"qa_{score}"] = (kind, value)
+        return out
+
+
 class OutputConfig(Strict):
     dir: str = "out/coarse"
     samples_per_shard: int = 64
@@ -117,6 +159,8 @@ class BuildConfig(Strict):
     input: InputConfig = Field(default_factory=InputConfig)
     clip: ClipConfig = Field(default_factory=ClipConfig)
     stages: StagesConfig = Field(default_factory=StagesConfig)
+    postprocess: PostprocessConfig = Field(default_factory=PostprocessConfig)
+    qa: QAConfig = Field(default_factory=QAConfig)
     output: OutputConfig = Field(default_factory=OutputConfig)
     ray: RayConfig = Field(default_factory=RayConfig)
     model_root: str | None = None
@@ -142,6 +186,8 @@ class BuildConfig(Strict):
             "stages": stages,
             # model directory fingerprints + library versions: an upgrade gives new ids, not mixed outputs
             "revisions": stage_revisions(self.stages, self.model_root),
+            "postprocess": self.postprocess.model_dump(),
+            "qa": self.qa.model_dump(),
             "output": self.output.model_dump(include={"crf", "fg_fill"}),
         }
         blob = json.dumps(payload, sort_keys=True, default=str).encode()

@@ -1,7 +1,9 @@
 """Build and run the coarse layered-video DAG from a :class:`BuildConfig`.
 
     videos -> clip (probe, plan, decode) -> tag -> segment_track -> dedup_masks -> filter_foreground
-           -> inpaint -> caption -> encode -> driver-side ShardWriter (atomic, resumable)
+           -> matte -> inpaint -> layer_qa -> caption -> encode -> driver-side ShardWriter (atomic, resumable)
+
+``matte`` and ``layer_qa`` are the shared post-processing of every profile (not part of any backend).
 """
 
 from __future__ import annotations
@@ -28,6 +30,8 @@ from dataset_builder.stages.dedup_masks import DedupMasksStage
 from dataset_builder.stages.encode import EncodeStage, read_payload
 from dataset_builder.stages.filter_foreground import FilterForegroundStage
 from dataset_builder.stages.inpaint import InpaintStage
+from dataset_builder.stages.layer_qa import LayerQAStage
+from dataset_builder.stages.matte import MatteStage
 from dataset_builder.stages.sample_clips import SampleClips
 from dataset_builder.stages.segment_track import SegmentTrackStage
 from dataset_builder.stages.tag import TagStage
@@ -69,6 +73,8 @@ def stage_plan(cfg: BuildConfig) -> list[tuple[type, dict[str, Any], Resources]]
     s = cfg.stages.model_copy(update={
         name: _with_absolute_model_dir(spec, cfg.model_root) for name, spec in cfg.stages
     })
+    #: The shared post-processing (every profile) is CPU work sized like the encoder.
+    post = Resources(num_cpus=cfg.ray.encode_num_cpus, concurrency=cfg.ray.encode_concurrency)
     plan: list[tuple[type, dict[str, Any], Resources]] = [
         (TagStage, {"spec": s.tag}, effective_resources(BackendKind.TAGGER, s.tag)),
         (SegmentTrackStage, {"spec": s.segment_track, "max_objects": cfg.ray.max_objects_per_clip},
@@ -76,7 +82,9 @@ def stage_plan(cfg: BuildConfig) -> list[tuple[type, dict[str, Any], Resources]]
         (DedupMasksStage, {"spec": s.dedup_masks}, effective_resources(BackendKind.DEDUP, s.dedup_masks)),
         (FilterForegroundStage, {"spec": s.filter_foreground},
          effective_resources(BackendKind.FG_JUDGE, s.filter_foreground)),
+        (MatteStage, {"postprocess": cfg.postprocess}, post),
         (InpaintStage, {"spec": s.inpaint}, effective_resources(BackendKind.INPAINTER, s.inpaint)),
+        (LayerQAStage, {"postprocess": cfg.postprocess, "qa": cfg.qa}, post),
         (CaptionStage, {"spec": s.caption}, effective_resources(BackendKind.CAPTIONER, s.caption)),
         (EncodeStage, {"crf": cfg.output.crf, "fg_fill": cfg.output.fg_fill},
          Resources(num_cpus=cfg.ray.encode_num_cpus, concurrency=cfg.ray.encode_concurrency)),

@@ -32,7 +32,8 @@ LAYER_MEMBERS: dict[str, str] = {
 CAPTION_LAYERS: tuple[str, str, str] = ("fg", "bg", "blend")
 
 RejectStage = Literal[
-    "probe", "clip", "tag", "segment_track", "dedup_masks", "filter_foreground", "inpaint", "caption",
+    "probe", "clip", "tag", "segment_track", "dedup_masks", "filter_foreground", "matte", "inpaint", "layer_qa",
+    "caption",
     "encode", "write", "copypaste", "image_layers",
 ]
 

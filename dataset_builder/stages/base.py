@@ -7,6 +7,7 @@ shard atomically (no shuffle needed). Columns:
 ``frames``      uint8 (T, H, W, 3), the blended clip; (0, 0, 0, 3) once the clip is rejected
 ``masks``       uint8 (K, T, H, W) alpha of the K surviving objects, aligned with ``ClipState.objects``
 ``backgrounds`` uint8 (K, T, H, W, 3) object-removed backgrounds (after inpaint)
+``foregrounds`` uint8 (K, T, H, W, 3) fg colour with the soft band un-mixed (after layer_qa)
 ``payload``     bytes, a tar fragment of the encoded samples (after encode; heavy columns dropped)
 
 Rejects travel inside the row and are committed together with the clip's samples by the writer, so a
@@ -28,7 +29,7 @@ from schemas import RejectRecord
 
 log = logging.getLogger(__name__)
 
-HEAVY_COLUMNS = ("frames", "masks", "backgrounds")
+HEAVY_COLUMNS = ("frames", "masks", "backgrounds", "foregrounds")
 
 
 class ObjectState(BaseModel):
@@ -120,6 +121,8 @@ def drop_heavy(row: dict[str, Any]) -> None:
     row["frames"] = empty_frames()
     row["masks"] = empty_masks()
     row["backgrounds"] = empty_backgrounds()
+    if "foregrounds" in row:  # only exists from layer_qa on; every row of a batch has it or none does
+        row["foregrounds"] = empty_backgrounds()
 
 
 class ClipStage:
@@ -180,7 +183,7 @@ def keep_objects(state: ClipState, row: dict[str, Any], keep: list[int], stage: 
     """Keep only objects at indices ``keep`` (masks and backgrounds stay aligned); reject the clip if
     none is left."""
     state.objects = [state.objects[i] for i in keep]
-    for column in ("masks", "backgrounds"):
+    for column in ("masks", "backgrounds", "foregrounds"):
         array = row.get(column)
         if array is not None and len(array) > 0:
             row[column] = array[keep] if keep else array[:0]

@@ -16,8 +16,8 @@ from schemas import LAYER_MEMBERS, Captions, LayeredSample, Provenance
 
 
 def foreground_rgb(frames: np.ndarray, alpha: np.ndarray, fill: int) -> np.ndarray:
-    """Foreground colour layer: clip pixels where alpha > 0, ``fill`` elsewhere (compresses well and
-    gives the model a constant, unambiguous 'empty' colour)."""
+    """Foreground colour layer: ``frames`` (the clip, or its fg-colour estimate) where alpha > 0, ``fill``
+    elsewhere (compresses well and gives the model a constant, unambiguous 'empty' colour)."""
     fg = np.full_like(frames, fill)
     visible = alpha > 0
     fg[visible] = frames[visible]
@@ -40,6 +40,9 @@ class EncodeStage(ClipStage):
 
     def process(self, state: ClipState, row: dict) -> None:
         frames, masks, backgrounds = row["frames"], row["masks"], row["backgrounds"]
+        foregrounds = row.get("foregrounds")
+        if foregrounds is None or len(foregrounds) != len(masks):  # no layer_qa stage: observed colour
+            foregrounds = [frames] * len(masks)
         fps = state.fps
         blend = encode_rgb(frames, fps, self.crf)  # shared by all objects of the clip
         samples: dict[str, dict[str, bytes]] = {}
@@ -59,7 +62,8 @@ class EncodeStage(ClipStage):
                 ),
             )
             samples[key] = {
-                LAYER_MEMBERS["fg"]: encode_rgb(foreground_rgb(frames, masks[i], self.fg_fill), fps, self.crf),
+                LAYER_MEMBERS["fg"]: encode_rgb(foreground_rgb(foregrounds[i], masks[i], self.fg_fill), fps,
+                                                   self.crf),
                 LAYER_MEMBERS["alpha"]: encode_alpha(masks[i], fps),
                 LAYER_MEMBERS["bg"]: encode_rgb(backgrounds[i], fps, self.crf),
                 LAYER_MEMBERS["blend"]: blend,
