@@ -1,0 +1,320 @@
+"""Layer quality of the real coarse pipeline's OUTPUT SHARDS on DAVIS-2016 (GT masks).
+
+    .venv/bin/python benchmarks/eval_layer_quality.py [--seqs dog,tennis] [--height 240 --width 426]
+        [--fps 8] [--timing-seqs 2 | --no-timing] [--config configs/cpu.yaml] [key.path=value ...]
+
+Each DAVIS sequence (JPEG frames, 24 fps, 854x480) becomes a temporary lossless-ish H.264 video outside
+git; the coarse pipeline runs on them in this process (``run_build(use_ray=False)``, as ``--local``)
+into a temporary output dir, then the committed shards are read back and every sample is scored
+against the GT masks of exactly the source frames it came from (provenance start_frame/stride),
+resized the way the pipeline resized the clip.
+
+Figures (per sequence and overall), written to benchmarks/results/layer_quality.json:
+- ``mean_best_J``: per clip, the best sample's J (mean per-frame IoU of alpha >= 128 vs GT, DAVIS J);
+  a clip that yielded no sample counts 0; mean over clips.
+- ``wrong_object_share``: share of samples with J < 0.3 (posts, grass, fragments, merged objects...).
+- ``empty_alpha_share``: share of samples with a frame whose alpha (>= 128) is empty or under 5 % of
+  the sample's median per-frame area (the object vanishes from fg and stays whole in bg).
+- ``bg_unchanged_share``: over each clip's best sample (J >= 0.3), the share of true-object pixels
+  (GT eroded by 2 px) whose bg colour equals the blend's (max channel difference <= 12).
+- ``edge_psnr_db``: PSNR of alpha*fg + (1 - alpha)*bg against the blend, in a 4-px band around the
+  alpha boundary; mean over samples.
+- ``samples_per_clip``; and ``cpu_seconds_per_clip_480x720``: process CPU seconds per 16-frame clip
+  at 480x720 (median over clips, a separate local run on ``--timing-seqs`` sequences).
+
+A contact sheet per run (fg over a checkerboard, alpha, bg, blend at the first, middle and last frame
+of every sample) goes to ``--sheet`` (default out/eval_layer_quality/, git-ignored: DAVIS is
+non-commercial evaluation data and is never copied into the repository).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import sys
+import tarfile
+import tempfile
+import time
+from collections import defaultdict
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from dataset_builder.config import load_build_config  # noqa: E402
+from dataset_builder.io.shard_writer import committed_shards  # noqa: E402
+from dataset_builder.io.video import decode_bytes, encode_rgb  # noqa: E402
+from dataset_builder.ops.clips import resize_frames  # noqa: E402
+from dataset_builder.ops.masks import per_frame_iou, temporal_iou  # noqa: E402
+from dataset_builder.pipeline import iter_local, run_build  # noqa: E402
+from schemas import LAYER_MEMBERS, LayeredSample  # noqa: E402
+
+REPO = Path(__file__).resolve().parents[1]
+RESULTS = REPO / "benchmarks" / "results" / "layer_quality.json"
+DAVIS_FPS = 24.0
+WRONG_J = 0.3
+EMPTY_FRACTION = 0.05
+UNCHANGED_DIFF = 12
+BAND_PX = 4
+
+
+def find_data_root() -> Path | None:
+    """$LAYERFLOW_SHARED_DATA, /work/shared/data, or ../shared/data beside the checkout (as on CI)."""
+    for cand in (os.environ.get("LAYERFLOW_SHARED_DATA"), "/work/shared/data", REPO.parent / "shared" / "data"):
+        if cand and (Path(cand) / "davis2016" / "JPEGImages" / "480p").is_dir():
+            return Path(cand)
+    return None
+
+
+def davis_sequences(root: Path) -> list[str]:
+    return sorted(p.name for p in (root / "davis2016" / "JPEGImages" / "480p").iterdir() if p.is_dir())
+
+
+def davis_frames(root: Path, seq: str) -> tuple[np.ndarray, np.ndarray]:
+    """All RGB frames and GT masks (0/255) of a sequence at native resolution."""
+    img_dir = root / "davis2016" / "JPEGImages" / "480p" / seq
+    gt_dir = root / "davis2016" / "Annotations" / "480p" / seq
+    names = sorted(p.name for p in img_dir.glob("*.jpg"))
+    frames = np.stack([cv2.cvtColor(cv2.imread(str(img_dir / n)), cv2.COLOR_BGR2RGB) for n in names])
+    gts = np.stack([cv2.imread(str(gt_dir / n.replace(".jpg", ".png")), cv2.IMREAD_GRAYSCALE) for n in names])
+    return frames, gts
+
+
+def write_videos(root: Path, seqs: list[str], dest: Path) -> dict[str, np.ndarray]:
+    """One near-lossless MP4 per sequence (outside git); returns the native GT masks by video path."""
+    dest.mkdir(parents=True, exist_ok=True)
+    gts = {}
+    for seq in seqs:
+        frames, gt = davis_frames(root, seq)
+        path = dest / f"{seq}.mp4"
+        path.write_bytes(encode_rgb(frames, DAVIS_FPS, crf=10))
+        gts[str(path.resolve())] = gt
+    return gts
+
+
+def build_config(args, videos: Path, out: Path, height: int, width: int, extra: list[str]):
+    overrides = [f"input.paths=[{videos}]", f"output.dir={out}", f"clip.height={height}",
+                 f"clip.width={width}", f"clip.target_fps={args.fps}", *args.overrides, *extra]
+    return load_build_config(args.config, overrides)
+
+
+# -- reading the output shards --------------------------------------------------------------------
+def read_samples(out_dir: Path):
+    """Yield (record, {layer: array}) for every committed sample (alpha as (T, H, W) uint8)."""
+    for shard in committed_shards(out_dir):
+        members: dict[str, dict[str, bytes]] = defaultdict(dict)
+        with tarfile.open(shard) as tar:
+            for m in tar.getmembers():
+                key, _, suffix = m.name.partition(".")
+                members[key][suffix] = tar.extractfile(m).read()
+        for key, parts in members.items():
+            record = LayeredSample.model_validate_json(parts["json"])
+            layers = {name: decode_bytes(parts[suffix], gray=(name == "alpha"))
+                      for name, suffix in LAYER_MEMBERS.items() if suffix in parts}
+            yield record, layers
+
+
+# -- metrics -------------------------------------------------------------------------------------
+def empty_alpha_frame(alpha: np.ndarray) -> bool:
+    area = (alpha >= 128).reshape(len(alpha), -1).sum(1)
+    median = float(np.median(area))
+    return bool((area == 0).any() or (area < EMPTY_FRACTION * median).any())
+
+
+def bg_unchanged(bg: np.ndarray, blend: np.ndarray, gt: np.ndarray) -> float | None:
+    kernel = np.ones((5, 5), np.uint8)
+    core = np.stack([cv2.erode((g >= 128).astype(np.uint8), kernel) for g in gt]).astype(bool)
+    if not core.any():
+        return None
+    diff = np.abs(bg.astype(np.int16) - blend.astype(np.int16)).max(-1)
+    return float((diff[core] <= UNCHANGED_DIFF).mean())
+
+
+def edge_psnr(fg: np.ndarray, alpha: np.ndarray, bg: np.ndarray, blend: np.ndarray) -> float | None:
+    kernel = np.ones((2 * BAND_PX + 1, 2 * BAND_PX + 1), np.uint8)
+    hard = (alpha >= 128).astype(np.uint8)
+    band = np.stack([cv2.dilate(h, kernel) & ~cv2.erode(h, kernel) & 1 for h in hard]).astype(bool)
+    band |= (alpha > 0) & (alpha < 255)
+    if not band.any():
+        return None
+    a = alpha[..., None].astype(np.float64) / 255.0
+    comp = a * fg + (1 - a) * bg
+    err = (comp - blend.astype(np.float64))[band]
+    return float(10 * np.log10(255.0**2 / max(float((err**2).mean()), 1e-10)))
+
+
+def score_sample(record: LayeredSample, layers: dict, gt_native: np.ndarray, mode: str) -> dict:
+    prov = record.provenance
+    idx = [prov.start_frame + i * prov.frame_stride for i in range(record.num_frames)]
+    gt = resize_frames(gt_native[idx], record.height, record.width, mode, interpolation=cv2.INTER_NEAREST)
+    alpha = layers["alpha"]
+    j = temporal_iou(alpha, gt)
+    return {
+        "key": record.key, "clip_id": record.clip_id, "label": record.label, "J": round(j, 4),
+        "J_per_frame_min": round(float(per_frame_iou(alpha, gt).min()), 4),
+        "empty_alpha_frame": empty_alpha_frame(alpha),
+        "bg_unchanged": bg_unchanged(layers["bg"], layers["blend"], gt),
+        "edge_psnr_db": edge_psnr(layers["fg"], alpha, layers["bg"], layers["blend"]),
+        "start_frame": prov.start_frame, "stride": prov.frame_stride,
+    }
+
+
+def _mean(values) -> float | None:
+    values = [v for v in values if v is not None]
+    return round(float(np.mean(values)), 4) if values else None
+
+
+def summarize(samples: list[dict], clip_ids: set[str]) -> dict:
+    """The figures over a set of clips (``clip_ids`` includes clips that yielded no sample)."""
+    by_clip: dict[str, list[dict]] = defaultdict(list)
+    for s in samples:
+        by_clip[s["clip_id"]].append(s)
+    best = [max(by_clip[c], key=lambda s: s["J"]) if by_clip.get(c) else None for c in sorted(clip_ids)]
+    right = [b for b in best if b is not None and b["J"] >= WRONG_J]
+    return {
+        "clips": len(clip_ids), "samples": len(samples),
+        "clips_without_sample": sum(b is None for b in best),
+        "samples_per_clip": round(len(samples) / max(1, len(clip_ids)), 3),
+        "mean_best_J": _mean([b["J"] if b else 0.0 for b in best]) if best else None,
+        "wrong_object_share": _mean([s["J"] < WRONG_J for s in samples]),
+        "empty_alpha_share": _mean([s["empty_alpha_frame"] for s in samples]),
+        "bg_unchanged_share": _mean([b["bg_unchanged"] for b in right]),
+        "edge_psnr_db": _mean([s["edge_psnr_db"] for s in samples]),
+    }
+
+
+# -- contact sheet -------------------------------------------------------------------------------
+def _checker(h: int, w: int, size: int = 8) -> np.ndarray:
+    yy, xx = np.mgrid[:h, :w]
+    return np.where(((yy // size + xx // size) % 2 == 0)[..., None], 200, 120).astype(np.float32)
+
+
+def sheet_row(record: LayeredSample, layers: dict, text: str, scale: float = 0.5) -> np.ndarray:
+    fg, alpha, bg, blend = layers["fg"], layers["alpha"], layers["bg"], layers["blend"]
+    t, h, w = alpha.shape
+    cells = []
+    for i in sorted({0, t // 2, t - 1}):
+        a = alpha[i, ..., None].astype(np.float32) / 255.0
+        over = (a * fg[i] + (1 - a) * _checker(h, w)).astype(np.uint8)
+        cells += [over, np.repeat(alpha[i, ..., None], 3, -1), bg[i], blend[i]]
+    row = np.concatenate([cv2.resize(c, (int(w * scale), int(h * scale))) for c in cells], 1)
+    row = np.ascontiguousarray(row)
+    cv2.putText(row, text, (4, 14), cv2.FONT_HERSHEY_SIMPLEX, 0.45, (255, 255, 0), 1, cv2.LINE_AA)
+    return row
+
+
+def write_sheet(rows: list[np.ndarray], path: Path) -> None:
+    if not rows:
+        return
+    width = max(r.shape[1] for r in rows)
+    rows = [np.pad(r, ((0, 2), (0, width - r.shape[1]), (0, 0))) for r in rows]
+    path.parent.mkdir(parents=True, exist_ok=True)
+    cv2.imwrite(str(path), cv2.cvtColor(np.concatenate(rows, 0), cv2.COLOR_RGB2BGR))
+
+
+# -- runs ----------------------------------------------------------------------------------------
+def evaluate(args, root: Path, seqs: list[str], tmp: Path) -> dict:
+    gts = write_videos(root, seqs, tmp / "videos")
+    out = tmp / "out"
+    cfg = build_config(args, tmp / "videos", out, args.height, args.width, [])
+    t0 = time.perf_counter()
+    summary = run_build(cfg, use_ray=False)
+    seconds = time.perf_counter() - t0
+    import pyarrow.parquet as pq
+
+    clips_by_seq: dict[str, set[str]] = defaultdict(set)
+    for tbl in ("manifest", "rejects"):
+        t = pq.read_table(out / f"{tbl}.parquet", columns=["source_uri", "clip_id"]).to_pylist()
+        for r in t:
+            if r["clip_id"]:
+                clips_by_seq[Path(r["source_uri"]).stem].add(r["clip_id"])
+    rejects = pq.read_table(out / "rejects.parquet").to_pylist()
+    samples, rows = [], []
+    for record, layers in read_samples(out):
+        seq = Path(record.provenance.source_uri).stem
+        s = score_sample(record, layers, gts[str(Path(record.provenance.source_uri).resolve())],
+                         cfg.clip.resize_mode) | {"seq": seq}
+        samples.append(s)
+        rows.append(sheet_row(record, layers, f"{seq} {record.label} J={s['J']:.2f}"
+                              f"{' EMPTY' if s['empty_alpha_frame'] else ''}"))
+    sheet = args.sheet / f"layer_quality_{args.height}x{args.width}.png"
+    write_sheet(rows, sheet)
+    per_seq = {seq: summarize([s for s in samples if s["seq"] == seq], clips_by_seq.get(seq, set()))
+               for seq in seqs}
+    for seq in seqs:
+        per_seq[seq]["labels"] = [s["label"] for s in samples if s["seq"] == seq]
+        per_seq[seq]["reject_reasons"] = sorted({f"{r['stage']}:{r['reason']}" for r in rejects
+                                                 if Path(r["source_uri"]).stem == seq})
+    overall = summarize(samples, set().union(*clips_by_seq.values()) if clips_by_seq else set())
+    overall["mean_best_J_of_sequences"] = _mean([per_seq[s]["mean_best_J"] for s in seqs])
+    return {"overall": overall, "sequences": per_seq, "samples": samples, "sheet": str(sheet),
+            "run_seconds": round(seconds, 1), "pipeline_summary": {k: summary.get(k) for k in (
+                "samples_total", "rejects_total", "clips_processed_now")}}
+
+
+def time_clips(args, root: Path, seqs: list[str], tmp: Path) -> dict:
+    """CPU seconds per 16-frame clip at 480x720 (whole local pipeline per clip, one clip per video)."""
+    write_videos(root, seqs, tmp / "tvideos")
+    cfg = build_config(args, tmp / "tvideos", tmp / "tout", 480, 720, ["clip.max_clips_per_video=1"])
+    from dataset_builder.pipeline import discover_inputs
+
+    inputs = discover_inputs(cfg.input.paths, cfg.input.extensions)
+    cpu, wall = [], []
+    c0, w0 = time.process_time(), time.perf_counter()
+    for _ in iter_local(cfg, inputs, set()):
+        c1, w1 = time.process_time(), time.perf_counter()
+        cpu.append(c1 - c0)
+        wall.append(w1 - w0)
+        c0, w0 = c1, w1
+    return {"sequences": seqs, "cpu_seconds_per_clip": [round(c, 2) for c in cpu],
+            "cpu_seconds_per_clip_480x720": round(float(np.median(cpu)), 2) if cpu else None,
+            "wall_seconds_per_clip_480x720": round(float(np.median(wall)), 2) if wall else None}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--seqs", default=None, help="comma-separated DAVIS sequences (default: all)")
+    ap.add_argument("--height", type=int, default=240)
+    ap.add_argument("--width", type=int, default=426)
+    ap.add_argument("--fps", type=float, default=8.0)
+    ap.add_argument("--config", default=str(REPO / "configs" / "cpu.yaml"))
+    ap.add_argument("--timing-seqs", type=int, default=2, help="sequences timed at 480x720 (0: skip)")
+    ap.add_argument("--no-timing", action="store_true")
+    ap.add_argument("--out", type=Path, default=RESULTS)
+    ap.add_argument("--sheet", type=Path, default=REPO / "out" / "eval_layer_quality")
+    ap.add_argument("--keep", action="store_true", help="keep the temporary videos and shards")
+    ap.add_argument("overrides", nargs="*", help="config overrides, e.g. stages.segment_track.options.x=1")
+    args = ap.parse_args()
+    root = find_data_root()
+    if root is None:
+        raise SystemExit("no DAVIS data: set LAYERFLOW_SHARED_DATA or put shared/data beside the checkout")
+    seqs = args.seqs.split(",") if args.seqs else davis_sequences(root)
+    tmp = Path(tempfile.mkdtemp(prefix="layerflow-eval-"))
+    try:
+        result = {"height": args.height, "width": args.width, "fps": args.fps, "overrides": args.overrides,
+                  **evaluate(args, root, seqs, tmp)}
+        if not args.no_timing and args.timing_seqs > 0:
+            result["timing"] = time_clips(args, root, seqs[:args.timing_seqs], tmp)
+    finally:
+        if args.keep:
+            print(f"kept {tmp}")
+        else:
+            shutil.rmtree(tmp, ignore_errors=True)
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(result, indent=1))
+    cols = ("mean_best_J", "wrong_object_share", "empty_alpha_share", "bg_unchanged_share", "edge_psnr_db",
+            "samples_per_clip")
+    print(f"{'sequence':<20}" + "".join(f"{c[:14]:>16}" for c in cols))
+    for name, row in [*result["sequences"].items(), ("OVERALL", result["overall"])]:
+        print(f"{name:<20}" + "".join(f"{row[c] if row[c] is not None else '-':>16}" for c in cols))
+    if "timing" in result:
+        print("cpu s/clip 480x720:", result["timing"]["cpu_seconds_per_clip_480x720"])
+    print(f"sheet: {result['sheet']}\nwrote {args.out}")
+
+
+if __name__ == "__main__":
+    main()
