@@ -154,6 +154,15 @@ class RayConfig(Strict):
     max_objects_per_clip: int = 8
 
 
+class FailuresConfig(Strict):
+    """Error-rate circuit breaker (``stages.circuit_breaker``): abort when more than ``max_error_rate`` of the
+    last ``window`` committed clips (after ``min_clips``) were rejected for an error; 1.0 disables it."""
+
+    max_error_rate: float = Field(0.5, ge=0.0, le=1.0)
+    window: int = Field(200, ge=1)
+    min_clips: int = Field(20, ge=1)
+
+
 class BuildConfig(Strict):
     profile: str = "cpu"
     input: InputConfig = Field(default_factory=InputConfig)
@@ -163,6 +172,7 @@ class BuildConfig(Strict):
     qa: QAConfig = Field(default_factory=QAConfig)
     output: OutputConfig = Field(default_factory=OutputConfig)
     ray: RayConfig = Field(default_factory=RayConfig)
+    failures: FailuresConfig = Field(default_factory=FailuresConfig)
     model_root: str | None = None
 
     @model_validator(mode="after")

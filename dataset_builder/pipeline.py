@@ -26,6 +26,7 @@ from dataset_builder.models.registry import BackendKind, effective_resources
 from dataset_builder.stages.base import ClipState, batch_from_rows, rows_from_batch
 from dataset_builder.stages.caption import CaptionStage
 from dataset_builder.stages.chain import StageChain
+from dataset_builder.stages.circuit_breaker import ErrorRateBreaker
 from dataset_builder.stages.dedup_masks import DedupMasksStage
 from dataset_builder.stages.encode import EncodeStage, read_payload
 from dataset_builder.stages.filter_foreground import FilterForegroundStage
@@ -188,12 +189,14 @@ def run_build(cfg: BuildConfig, inputs: list[str] | None = None, use_ray: bool =
         else:
             rows = iter_local(cfg, inputs, skip)
         clips = 0
+        breaker = ErrorRateBreaker(**cfg.failures.model_dump())
         with writer:
             for row in rows:
                 state = ClipState.model_validate_json(row["meta"])
                 samples = [SampleToWrite(record, members) for record, members in read_payload(row["payload"])]
                 writer.add_clip(state.clip_id, samples, state.rejects, source=state.source_uri)
                 clips += 1
+                breaker.observe(state.rejects)  # raises BuildAborted on systematic failure
         summary = writer.close()
         summary.update(inputs=len(inputs), clips_processed_now=clips, seconds=round(time.time() - t0, 2),
                        config_hash=cfg.processing_hash(), out_dir=str(out_dir),

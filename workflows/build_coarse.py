@@ -21,6 +21,7 @@ from workflows._cli import run_cli  # noqa: E402
 
 from dataset_builder.config import load_build_config
 from dataset_builder.pipeline import run_build
+from dataset_builder.stages.circuit_breaker import BuildAborted
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -31,7 +32,11 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     cfg = load_build_config(args.config, args.overrides)
-    summary = run_build(cfg, use_ray=not args.local)
+    try:
+        summary = run_build(cfg, use_ray=not args.local)
+    except BuildAborted as exc:  # systematic failure: one line, not a "successful" run of error rejects
+        print(f"error: {exc}", file=sys.stderr)
+        return 3
     print(json.dumps(summary, indent=1))
     return 1 if summary["unaccounted_inputs"] else 0
 

@@ -24,6 +24,7 @@ import numpy as np
 from pydantic import BaseModel, Field
 
 from dataset_builder.config import BackendSpec
+from dataset_builder.models.hf.batching import is_oom
 from dataset_builder.models.registry import BackendKind, build_backend
 from schemas import RejectRecord
 
@@ -143,7 +144,8 @@ class ClipStage:
                     self.process(state, row)
                 except Exception as exc:  # the point: every failure is recorded, none is fatal
                     log.warning("stage %s failed on %s: %s", self.stage, state.clip_id, exc)
-                    state.reject_clip(self.stage, "error", f"{type(exc).__name__}: {exc}\n"
+                    reason = "oom" if is_oom(exc) else "error"  # OOM left after the backend's batch back-off
+                    state.reject_clip(self.stage, reason, f"{type(exc).__name__}: {exc}\n"
                                       + traceback.format_exc(limit=3))
                 if state.rejected:
                     drop_heavy(row)
