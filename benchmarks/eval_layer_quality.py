@@ -34,7 +34,6 @@ import json
 import os
 import shutil
 import sys
-import tarfile
 import tempfile
 import time
 from collections import defaultdict
@@ -46,12 +45,12 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from dataset_builder.config import load_build_config  # noqa: E402
-from dataset_builder.io.shard_writer import committed_shards  # noqa: E402
-from dataset_builder.io.video import decode_bytes, encode_rgb  # noqa: E402
+from dataset_builder.io import layout  # noqa: E402
+from dataset_builder.io.video import encode_rgb  # noqa: E402
 from dataset_builder.ops.clips import resize_frames  # noqa: E402
 from dataset_builder.ops.masks import per_frame_iou, temporal_iou  # noqa: E402
 from dataset_builder.pipeline import iter_local, run_build  # noqa: E402
-from schemas import LAYER_MEMBERS, LayeredSample  # noqa: E402
+from schemas import LayeredSample  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 RESULTS = REPO / "benchmarks" / "results" / "layer_quality.json"
@@ -104,18 +103,9 @@ def build_config(args, videos: Path, out: Path, height: int, width: int, extra: 
 
 # -- reading the output shards --------------------------------------------------------------------
 def read_samples(out_dir: Path):
-    """Yield (record, {layer: array}) for every committed sample (alpha as (T, H, W) uint8)."""
-    for shard in committed_shards(out_dir):
-        members: dict[str, dict[str, bytes]] = defaultdict(dict)
-        with tarfile.open(shard) as tar:
-            for m in tar.getmembers():
-                key, _, suffix = m.name.partition(".")
-                members[key][suffix] = tar.extractfile(m).read()
-        for key, parts in members.items():
-            record = LayeredSample.model_validate_json(parts["json"])
-            layers = {name: decode_bytes(parts[suffix], gray=(name == "alpha"))
-                      for name, suffix in LAYER_MEMBERS.items() if suffix in parts}
-            yield record, layers
+    """Yield (record, {layer: array}) for every committed sample (through io.layout, as every reader)."""
+    for clip in layout.iter_samples(out_dir, decode=True):
+        yield clip.record, {"fg": clip.fg, "alpha": clip.alpha, "bg": clip.bg, "blend": clip.blend}
 
 
 # -- metrics -------------------------------------------------------------------------------------
@@ -224,15 +214,11 @@ def evaluate(args, root: Path, seqs: list[str], tmp: Path) -> dict:
     t0 = time.perf_counter()
     summary = run_build(cfg, use_ray=False)
     seconds = time.perf_counter() - t0
-    import pyarrow.parquet as pq
-
     clips_by_seq: dict[str, set[str]] = defaultdict(set)
-    for tbl in ("manifest", "rejects"):
-        t = pq.read_table(out / f"{tbl}.parquet", columns=["source_uri", "clip_id"]).to_pylist()
-        for r in t:
-            if r["clip_id"]:
-                clips_by_seq[Path(r["source_uri"]).stem].add(r["clip_id"])
-    rejects = pq.read_table(out / "rejects.parquet").to_pylist()
+    rejects = layout.read_rejects(out).to_pylist()
+    for r in [*layout.read_manifest(out).select(["source_uri", "clip_id"]).to_pylist(), *rejects]:
+        if r["clip_id"]:
+            clips_by_seq[Path(r["source_uri"]).stem].add(r["clip_id"])
     samples, rows = [], []
     for record, layers in read_samples(out):
         seq = Path(record.provenance.source_uri).stem
