@@ -11,7 +11,7 @@ import hashlib
 import json
 import os
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, model_validator
@@ -24,10 +24,10 @@ class Strict(BaseModel):
 class Resources(Strict):
     """Ray actor-pool sizing of one stage. Fractions are fine and needed on small machines."""
 
-    num_cpus: float = 0.5
-    num_gpus: float = 0.0
-    concurrency: int = 1
-    batch_size: int = 1
+    num_cpus: float = Field(0.5, gt=0)
+    num_gpus: float = Field(0.0, ge=0)
+    concurrency: int = Field(1, ge=1)
+    batch_size: int = Field(1, ge=1)
 
 
 class BackendSpec(Strict):
@@ -56,25 +56,32 @@ class BackendSpec(Strict):
 
 
 class InputConfig(Strict):
-    #: Files, directories (searched recursively) or glob patterns.
+    #: Files, directories (searched recursively), glob patterns or URIs (``s3://bucket/prefix``).
     paths: list[str] = Field(default_factory=lambda: ["data/samples"])
     extensions: list[str] = Field(default_factory=lambda: [".mp4", ".avi", ".mov", ".mkv", ".webm"])
-    max_videos: int | None = None
+    max_videos: int | None = Field(None, ge=1)
+    #: Larger sources are rejected (``too_large`` / ``too_long``) at probe time, before decoding.
+    #: Smaller ones are decoded frame by frame and resized at once, so memory follows the clip size.
+    max_pixels: int | None = Field(7680 * 4320, ge=1)
+    max_duration_s: float | None = Field(4 * 3600, gt=0)
+    #: Rows per block of the input manifest in Ray Data (one block per video does not scale).
+    rows_per_block: int = Field(100, ge=1)
 
 
 class ClipConfig(Strict):
-    num_frames: int = 16
-    height: int = 480
-    width: int = 720
+    num_frames: int = Field(16, ge=2, le=1024)
+    height: int = Field(480, ge=16, le=4320)
+    width: int = Field(720, ge=16, le=7680)
     #: Keep every n-th source frame (temporal subsampling). "auto" aims at ``target_fps``.
-    frame_stride: int | Literal["auto"] = "auto"
-    target_fps: float = 8.0
-    max_clips_per_video: int = 4
+    frame_stride: Annotated[int, Field(ge=1)] | Literal["auto"] = "auto"
+    target_fps: float = Field(8.0, gt=0)
+    max_clips_per_video: int = Field(4, ge=1)
     #: Frames skipped between consecutive clips of one video (in strided frames).
-    clip_gap: int = 0
+    clip_gap: int = Field(0, ge=0)
     resize_mode: Literal["crop", "pad", "stretch"] = "crop"
-    #: Plan clips inside shots (one extra cheap scan pass per video); a clip across a hard cut is
-    #: two scenes, and the cut itself would be segmented as "motion".
+    #: Plan clips inside shots, detected on the same single decode pass; a clip across a hard cut
+    #: is two scenes, and the cut itself would be segmented as "motion". Off: clips are planned from
+    #: the container's frame count and committed ones skip decoding entirely.
     detect_cuts: bool = True
 
 
@@ -131,27 +138,36 @@ class QAConfig(Strict):
 
 class OutputConfig(Strict):
     dir: str = "out/coarse"
-    samples_per_shard: int = 64
-    max_shard_bytes: int = 1 << 30
-    crf: int = 18
+    samples_per_shard: int = Field(64, ge=1)
+    max_shard_bytes: int = Field(1 << 30, ge=1 << 16)
+    #: H.264 constant rate factor (0 lossless ... 51 worst).
+    crf: int = Field(18, ge=0, le=51)
     #: Pixel value written outside the alpha in the fg RGB video.
-    fg_fill: int = 0
+    fg_fill: int = Field(0, ge=0, le=255)
     #: Also reprocess clips that were rejected in an earlier run.
     retry_rejects: bool = False
 
 
 class RayConfig(Strict):
-    #: None: connect to RAY_ADDRESS if set (``ray job submit``), else start an embedded local Ray.
+    #: None: connect to RAY_ADDRESS if set (``ray job submit``), else start a private local Ray
+    #: (never attaches to a cluster that happens to run on the host). "auto" attaches to that one.
     address: str | None = None
-    num_cpus: int | None = None
-    decode_num_cpus: float = 0.5
-    encode_num_cpus: float = 0.5
-    encode_concurrency: int = 1
+    num_cpus: int | None = Field(None, ge=1)
+    decode_num_cpus: float = Field(0.5, gt=0)
+    #: Decode is an autoscaling actor pool: it grows up to ``decode_max_actors`` (None: as far as
+    #: the cluster's CPUs allow) while its output is consumed, and shrinks when idle.
+    decode_min_actors: int = Field(1, ge=1)
+    decode_max_actors: int | None = Field(None, ge=1)
+    encode_num_cpus: float = Field(0.5, gt=0)
+    encode_concurrency: int = Field(1, ge=1)
     preserve_order: bool = True
     #: Run consecutive CPU-only stages in one actor (avoids copying raw frames between actors).
     fuse_cpu_stages: bool = True
     #: Max candidate objects kept per clip after segmentation.
-    max_objects_per_clip: int = 8
+    max_objects_per_clip: int = Field(8, ge=1)
+    #: Seconds to wait for the cluster to show the CPUs/GPUs a stage asks for (an autoscaler adding
+    #: nodes); after that the build fails with one line instead of hanging.
+    resource_wait_s: float = Field(10.0, ge=0)
 
 
 class FailuresConfig(Strict):
@@ -205,8 +221,15 @@ class BuildConfig(Strict):
 
 
 def load_yaml(path: str | os.PathLike) -> dict[str, Any]:
+    """Parse a config file; a syntax error is a ValueError naming the file and line (one line on the CLI)."""
     with open(path) as fh:
-        data = yaml.safe_load(fh) or {}
+        try:
+            data = yaml.safe_load(fh) or {}
+        except yaml.YAMLError as exc:
+            mark = getattr(exc, "problem_mark", None)
+            where = f" line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+            problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+            raise ValueError(f"{path}:{where}: invalid YAML: {problem}") from None
     if not isinstance(data, dict):
         raise ValueError(f"{path}: top level must be a mapping, got {type(data).__name__}")
     return data
@@ -224,7 +247,10 @@ def apply_overrides(data: dict[str, Any], overrides: list[str]) -> dict[str, Any
             node = node.setdefault(part, {})
             if not isinstance(node, dict):
                 raise ValueError(f"override {dotted!r}: {part!r} is a value, not a section")
-        node[parts[-1]] = yaml.safe_load(raw)
+        try:
+            node[parts[-1]] = yaml.safe_load(raw)
+        except yaml.YAMLError as exc:
+            raise ValueError(f"override {item!r}: value is not valid YAML ({getattr(exc, 'problem', exc)})") from None
     return data
 
 

@@ -8,7 +8,6 @@
 
 from __future__ import annotations
 
-import glob
 import json
 import logging
 import os
@@ -19,8 +18,11 @@ from typing import Any
 
 import numpy as np
 
+from dataset_builder.cluster import check_resources
+from dataset_builder.cluster import init_ray as connect_ray
 from dataset_builder.config import BackendSpec, BuildConfig, Resources
 from dataset_builder.io import layout
+from dataset_builder.io.inputs import InputEntry, discover, manifest_blocks, manifest_table, write_manifest
 from dataset_builder.io.shard_writer import OutputDir, SampleToWrite, ShardWriter
 from dataset_builder.models.registry import BackendKind, effective_resources
 from dataset_builder.stages.base import ClipState, batch_from_rows, rows_from_batch
@@ -41,26 +43,9 @@ log = logging.getLogger(__name__)
 
 
 def discover_inputs(paths: list[str], extensions: list[str], max_videos: int | None = None) -> list[str]:
-    """Expand files, directories (recursive) and globs into a sorted, de-duplicated list of videos.
-
-    Files named explicitly are kept whatever their extension (a bad one must end in rejects, not
-    vanish); directory and glob matches are filtered by extension.
-    """
-    exts = {e.lower() for e in extensions}
-    found: list[str] = []
-    for entry in paths:
-        path = Path(entry)
-        if path.is_dir():
-            found += [str(p) for p in sorted(path.rglob("*")) if p.is_file() and p.suffix.lower() in exts]
-        elif path.exists():
-            found.append(str(path))
-        else:
-            matches = sorted(glob.glob(entry, recursive=True))
-            if not matches:
-                raise FileNotFoundError(f"input {entry!r} matches no file or directory")
-            found += [m for m in matches if Path(m).is_file() and Path(m).suffix.lower() in exts]
-    unique = sorted({os.path.abspath(p) for p in found})
-    return unique[:max_videos] if max_videos else unique
+    """Usable input videos (sorted, absolute or URIs); see :func:`dataset_builder.io.inputs.discover`
+    for the full manifest, which also lists the paths that cannot be used and why."""
+    return [e.uri for e in discover(paths, extensions, max_videos) if e.usable]
 
 
 def _with_absolute_model_dir(spec: BackendSpec, model_root: str | None) -> BackendSpec:
@@ -121,19 +106,44 @@ def fuse_cpu_stages(plan):
     return fused
 
 
-def build_dataset(cfg: BuildConfig, inputs: list[str], skip_clip_ids: set[str]):
+def input_dataset(entries: list[InputEntry], rows_per_block: int = 100):
+    """The input manifest as a Ray Dataset in ~``rows_per_block``-row blocks (not one per video)."""
+    import ray.data
+
+    table = manifest_table(entries)
+    blocks = manifest_blocks(table.num_rows, rows_per_block)
+    bounds = [table.num_rows * i // blocks for i in range(blocks + 1)]
+    return ray.data.from_arrow([table.slice(lo, hi - lo) for lo, hi in zip(bounds[:-1], bounds[1:])])
+
+
+def decode_stage(ds, cfg: BuildConfig, skip_clip_ids: set[str]):
+    """Decode as an autoscaling actor pool. Read-ahead is bounded by Ray Data's backpressure on the
+    pool's output and two queued blocks per actor (the least that lets the pool autoscale: Ray Data
+    grows a pool at 175 % task utilisation), not by the number of inputs."""
+    import ray.data
+
+    return ds.map_batches(
+        SampleClips,
+        fn_constructor_kwargs={"clip": cfg.clip, "config_hash": cfg.processing_hash(),
+                               "skip_clip_ids": frozenset(skip_clip_ids), "limits": cfg.input},
+        batch_size=1, batch_format="numpy", num_cpus=cfg.ray.decode_num_cpus,
+        compute=ray.data.ActorPoolStrategy(min_size=cfg.ray.decode_min_actors, max_size=cfg.ray.decode_max_actors,
+                                           max_tasks_in_flight_per_actor=2),
+    )
+
+
+def resource_demands(cfg: BuildConfig) -> list[tuple[str, float, float]]:
+    """(stage, CPUs, GPUs) one actor of each stage asks for."""
+    demands = [("clip", cfg.ray.decode_num_cpus, 0.0)]
+    return demands + [(cls.__name__, res.num_cpus, res.num_gpus) for cls, _, res in stage_plan(cfg)]
+
+
+def build_dataset(cfg: BuildConfig, inputs: list[InputEntry], skip_clip_ids: set[str]):
     import ray.data
 
     ctx = ray.data.DataContext.get_current()
     ctx.execution_options.preserve_order = cfg.ray.preserve_order
-    ds = ray.data.from_items([{"uri": uri} for uri in inputs], override_num_blocks=max(1, len(inputs)))
-    ds = ds.map_batches(
-        SampleClips,
-        fn_constructor_kwargs={"clip": cfg.clip, "config_hash": cfg.processing_hash(),
-                               "skip_clip_ids": frozenset(skip_clip_ids)},
-        batch_size=1, batch_format="numpy", num_cpus=cfg.ray.decode_num_cpus,
-        compute=ray.data.ActorPoolStrategy(size=1),
-    )
+    ds = decode_stage(input_dataset(inputs, cfg.input.rows_per_block), cfg, skip_clip_ids)
     plan = stage_plan(cfg)
     if cfg.ray.fuse_cpu_stages:
         plan = fuse_cpu_stages(plan)
@@ -147,24 +157,43 @@ def build_dataset(cfg: BuildConfig, inputs: list[str], skip_clip_ids: set[str]):
 
 
 def init_ray(cfg: BuildConfig) -> None:
-    import ray
-
-    if ray.is_initialized():
-        return
-    address = cfg.ray.address or os.environ.get("RAY_ADDRESS")
-    if address:
-        ray.init(address=address, log_to_driver=True)
-    else:
-        ray.init(num_cpus=cfg.ray.num_cpus, include_dashboard=False, log_to_driver=True)
+    """Private local Ray unless ``ray.address`` / RAY_ADDRESS name a cluster; then check that every
+    stage's actor fits on some node (fails in seconds instead of hanging)."""
+    connect_ray(cfg.ray.address, cfg.ray.num_cpus)
+    check_resources(resource_demands(cfg), cfg.ray.resource_wait_s)
 
 
-def iter_local(cfg: BuildConfig, inputs: list[str], skip_clip_ids: set[str]) -> Iterator[dict[str, Any]]:
+def ensure_output_dir(path: str | os.PathLike) -> Path:
+    """Create the output dir and prove it is writable now, not after hours of work."""
+    out = Path(path)
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        probe = out / f".write-test-{os.getpid()}"
+        probe.write_bytes(b"")
+        probe.unlink()
+    except OSError as exc:
+        raise ValueError(f"output dir {out} is not writable: {exc.strerror or exc}") from None
+    return out
+
+
+def plan_inputs(cfg: BuildConfig, inputs: list[str] | None = None) -> list[InputEntry]:
+    """Discover (or take the given paths as named inputs), write ``<out>/inputs.parquet``."""
+    out_dir = ensure_output_dir(cfg.output.dir)
+    entries = discover(inputs if inputs is not None else cfg.input.paths, cfg.input.extensions,
+                       cfg.input.max_videos)
+    if not entries:
+        raise FileNotFoundError(f"no input videos found under {cfg.input.paths}")
+    write_manifest(entries, out_dir / "inputs.parquet")
+    return entries
+
+
+def iter_local(cfg: BuildConfig, inputs: list[InputEntry], skip_clip_ids: set[str]) -> Iterator[dict[str, Any]]:
     """The same stages as :func:`build_dataset`, called in this process one clip at a time (no Ray):
     for debugging, small jobs, and as the baseline of ``benchmarks/bench_pipeline.py``."""
-    sampler = SampleClips(cfg.clip, cfg.processing_hash(), frozenset(skip_clip_ids))
+    sampler = SampleClips(cfg.clip, cfg.processing_hash(), frozenset(skip_clip_ids), cfg.input)
     stages = [cls(**kwargs) for cls, kwargs, _ in stage_plan(cfg)]
-    for uri in inputs:
-        for row in rows_from_batch(sampler({"uri": np.array([uri])})):
+    for entry in manifest_table(inputs).to_pylist():
+        for row in rows_from_batch(sampler({k: np.array([v]) for k, v in entry.items()})):
             batch = batch_from_rows([row])
             for stage in stages:
                 batch = stage(batch)
@@ -174,20 +203,17 @@ def iter_local(cfg: BuildConfig, inputs: list[str], skip_clip_ids: set[str]) -> 
 def run_build(cfg: BuildConfig, inputs: list[str] | None = None, use_ray: bool = True) -> dict[str, Any]:
     """Run the whole build; returns (and writes to ``<out>/run_summary.json``) a summary."""
     t0 = time.time()
-    inputs = inputs if inputs is not None else discover_inputs(
-        cfg.input.paths, cfg.input.extensions, cfg.input.max_videos)
-    if not inputs:
-        raise FileNotFoundError(f"no input videos found under {cfg.input.paths}")
-    out_dir = Path(cfg.output.dir)
+    out_dir = ensure_output_dir(cfg.output.dir)
     with OutputDir(out_dir):
+        entries = plan_inputs(cfg, inputs)
         writer = ShardWriter(out_dir, cfg.output.samples_per_shard, cfg.output.max_shard_bytes,
                              retry_rejects=cfg.output.retry_rejects)
         skip = writer.committed_clip_ids(include_rejected=not cfg.output.retry_rejects)
         if use_ray:
             init_ray(cfg)
-            rows = build_dataset(cfg, inputs, skip).iter_rows()
+            rows = build_dataset(cfg, entries, skip).iter_rows()
         else:
-            rows = iter_local(cfg, inputs, skip)
+            rows = iter_local(cfg, entries, skip)
         clips = 0
         breaker = ErrorRateBreaker(**cfg.failures.model_dump())
         with writer:
@@ -198,10 +224,10 @@ def run_build(cfg: BuildConfig, inputs: list[str] | None = None, use_ray: bool =
                 clips += 1
                 breaker.observe(state.rejects)  # raises BuildAborted on systematic failure
         summary = writer.close()
-        summary.update(inputs=len(inputs), clips_processed_now=clips, seconds=round(time.time() - t0, 2),
+        summary.update(inputs=len(entries), clips_processed_now=clips, seconds=round(time.time() - t0, 2),
                        config_hash=cfg.processing_hash(), out_dir=str(out_dir),
                        executor="ray" if use_ray else "local")
-        summary["unaccounted_inputs"] = unaccounted_inputs(out_dir, inputs)
+        summary["unaccounted_inputs"] = unaccounted_inputs(out_dir, [e.uri for e in entries])
         (out_dir / "run_summary.json").write_text(json.dumps(summary, indent=1))
         (out_dir / "config.json").write_text(cfg.model_dump_json(indent=1))
     return summary

@@ -26,6 +26,9 @@ class VideoInfo:
     width: int
     height: int
     codec: str
+    #: Frames the header promises (frame count, or duration x fps): a decode that ends well short of
+    #: it is a truncated or corrupt file. 0 when the header says nothing.
+    expected_frames: int = 0
 
 
 def probe_video(path: str | Path) -> VideoInfo:
@@ -33,23 +36,36 @@ def probe_video(path: str | Path) -> VideoInfo:
     import av
 
     path = str(path)
-    if not Path(path).is_file():
+    if "://" not in path and not Path(path).is_file():
         raise VideoDecodeError(f"no such file: {path}")
     try:
-        with av.open(path) as container:
+        with av.open(_source(path)) as container:
             if not container.streams.video:
                 raise VideoDecodeError(f"{path}: no video stream")
             stream = container.streams.video[0]
             fps = float(stream.average_rate or stream.guessed_rate or 0.0)
             frames = int(stream.frames or 0)
+            expected = max(frames, _frames_from_duration(container, stream, fps))
             if frames <= 0:  # some containers (AVI, webm) don't store it: count packets, no decode
                 frames = sum(1 for packet in container.demux(stream) if packet.size)
             return VideoInfo(path, frames, fps, stream.codec_context.width, stream.codec_context.height,
-                             stream.codec_context.name)
+                             stream.codec_context.name, expected_frames=max(expected, frames))
     except VideoDecodeError:
         raise
     except Exception as exc:  # av raises many error types (InvalidDataError, ...)
         raise VideoDecodeError(f"{path}: cannot open as video ({type(exc).__name__}: {exc})") from exc
+
+
+def _frames_from_duration(container, stream, fps: float) -> int:
+    """Frame count implied by the header's duration: the video stream's own, or the container's when
+    the file has no other stream (with audio it may be the audio's, longer than the video)."""
+    if fps <= 0:
+        return 0
+    if stream.duration and stream.time_base:
+        return int(round(float(stream.duration * stream.time_base) * fps))
+    if container.duration and len(container.streams) == 1:
+        return int(round(container.duration / 1_000_000 * fps))
+    return 0
 
 
 def iter_frames(path: str | Path) -> tuple[float, Iterator[np.ndarray]]:
@@ -59,6 +75,13 @@ def iter_frames(path: str | Path) -> tuple[float, Iterator[np.ndarray]]:
     OpenCV cannot open the file or yields no frame from it.
     """
     path = str(path)
+    if "://" in path:  # object store: PyAV reads from a pyarrow file object (OpenCV needs a path)
+        try:
+            return _iter_pyav(path)
+        except VideoDecodeError:
+            raise
+        except Exception as exc:
+            raise VideoDecodeError(f"{path}: cannot open as video ({type(exc).__name__}: {exc})") from exc
     if not Path(path).is_file():
         raise VideoDecodeError(f"no such file: {path}")
     try:
@@ -123,10 +146,19 @@ def decode_frames_at(path: str | Path, indices: list[int]) -> tuple[np.ndarray, 
     return np.stack([got[i] for i in wanted]), fps
 
 
+def _source(path: str):
+    """What PyAV opens: a local path, or a seekable pyarrow file for a URI."""
+    if "://" not in path:
+        return path
+    from dataset_builder.io.inputs import open_input
+
+    return open_input(path)
+
+
 def _iter_pyav(path: str):
     import av
 
-    container = av.open(path)
+    container = av.open(_source(path))
     if not container.streams.video:
         container.close()
         raise VideoDecodeError(f"{path}: no video stream")

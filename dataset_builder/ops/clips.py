@@ -5,7 +5,6 @@ from __future__ import annotations
 import hashlib
 import os
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Literal
 
 import numpy as np
@@ -66,6 +65,23 @@ def plan_clips(
     return [ClipPlan(s, stride, num_frames) for s in starts]
 
 
+def select_in_shots(shots: list[tuple[int, list]], max_clips: int) -> list:
+    """Pick up to ``max_clips`` items from ``(shot length, candidates in time order)`` pairs: shots
+    longest first (stable by position), one per shot per round, each shot's candidates taken from
+    the middle outwards so a one-per-shot pick is central."""
+    ranked = [(c, _middle_out(len(c))) for _, c in sorted(shots, key=lambda s: -s[0]) if c]
+    chosen: list = []
+    for round_index in range(max_clips):
+        for cands, order in ranked:
+            if round_index < len(cands) and len(chosen) < max_clips:
+                chosen.append(cands[order[round_index]])
+    return chosen
+
+
+def _middle_out(n: int) -> list[int]:
+    return sorted(range(n), key=lambda i: abs(i - (n - 1) / 2))
+
+
 def plan_clips_in_shots(
     shots: list[tuple[int, int]],
     num_frames: int,
@@ -78,24 +94,110 @@ def plan_clips_in_shots(
     Shots are visited longest first, one clip each per round, until ``max_clips``; raises
     :class:`ClipPlanError` when no shot is long enough for a single clip.
     """
-    per_shot: list[list[ClipPlan]] = []
-    for start, end in sorted(shots, key=lambda s: s[0] - s[1]):  # longest first, stable by position
+    per_shot: list[tuple[int, list[ClipPlan]]] = []
+    for start, end in shots:
         try:
             plans = plan_clips(end - start, num_frames, stride, max_clips, clip_gap)
         except ClipPlanError:
             continue
-        per_shot.append([ClipPlan(p.start_frame + start, p.frame_stride, p.num_frames) for p in plans])
+        per_shot.append((end - start, [ClipPlan(p.start_frame + start, p.frame_stride, p.num_frames)
+                                       for p in plans]))
     if not per_shot:
         longest = max((e - s for s, e in shots), default=0)
         raise ClipPlanError(f"video has {len(shots)} shot(s), the longest {longest} frames; a clip needs {num_frames}")
-    chosen: list[ClipPlan] = []
-    for round_index in range(max_clips):
-        for plans in per_shot:
-            if round_index < len(plans) and len(chosen) < max_clips:
-                # take clips from the middle outwards so one-per-shot picks are central
-                order = sorted(range(len(plans)), key=lambda i: abs(i - (len(plans) - 1) / 2))
-                chosen.append(plans[order[round_index]])
-    return sorted(chosen, key=lambda p: p.start_frame)
+    return sorted(select_in_shots(per_shot, max_clips), key=lambda p: p.start_frame)
+
+
+@dataclass
+class _Window:
+    plan: ClipPlan
+    tile: int
+    frames: list
+
+    @property
+    def last(self) -> int:
+        return self.plan.start_frame + (self.plan.num_frames - 1) * self.plan.frame_stride
+
+
+class ShotClipCollector:
+    """Choose clips inside shots while the video is decoded ONCE.
+
+    Feed every decoded frame in order with whether a new shot starts there. Candidate windows tile
+    each shot from its first frame (``span + gap`` apart); only frames of retained windows are kept,
+    already resized by ``keep`` (e.g. to clip resolution), so memory is bounded by the window caps,
+    not by the video's length or resolution:
+
+    - in the running shot at most ``max_windows_per_shot`` windows: when more start, every other one
+      is dropped and the tile spacing doubles (they stay spread over the shot);
+    - of closed shots only the windows that :func:`select_in_shots` would pick now (picks can only
+      shrink as more shots close), i.e. at most ``max_clips``;
+    - a shot too short for the stride gets one clip at the largest lower stride that fits (as
+      :func:`plan_clips` does: a slower clip is better than none), from windows opened at each
+      shot start and dropped as soon as a full-stride window completes.
+    """
+
+    def __init__(self, num_frames: int, stride: int, max_clips: int, clip_gap: int = 0,
+                 max_windows_per_shot: int | None = None, keep=lambda frame: frame):
+        if num_frames < 1 or max_clips < 1 or stride < 1:
+            raise ValueError("num_frames, stride and max_clips must be >= 1")
+        self.num_frames, self.stride, self.max_clips = num_frames, stride, max_clips
+        self.step = (num_frames - 1) * stride + 1 + clip_gap * stride
+        self.cap = max(2, max_windows_per_shot or 2 * max_clips)
+        self.keep = keep
+        #: (length, complete windows) per closed shot; unpicked windows keep their place with frames=None
+        self.closed: list[tuple[int, list[_Window]]] = []
+        self.shot_start = 0
+        self.level = 0
+        self.current: list[_Window] = []
+        self.fallback: list[_Window] = []
+        self.frames_seen = 0
+
+    def feed(self, index: int, frame, new_shot: bool = False) -> None:
+        if index != self.frames_seen:
+            raise ValueError(f"frames must be fed in order: expected {self.frames_seen}, got {index}")
+        if new_shot and index > self.shot_start:
+            self._close(index)
+            self.shot_start = index
+        self.frames_seen += 1
+        offset = index - self.shot_start
+        if offset == 0:
+            self.fallback = [_Window(ClipPlan(index, s, self.num_frames), 0, []) for s in range(self.stride - 1, 0, -1)]
+        if offset % self.step == 0 and (offset // self.step) % (1 << self.level) == 0:
+            self.current.append(_Window(ClipPlan(index, self.stride, self.num_frames), offset // self.step, []))
+            if len(self.current) > self.cap:
+                self.level += 1
+                self.current = [w for w in self.current if w.tile % (1 << self.level) == 0]
+        kept = None
+        for window in self.current + self.fallback:
+            plan = window.plan
+            if len(window.frames) < plan.num_frames and (index - plan.start_frame) % plan.frame_stride == 0:
+                kept = self.keep(frame) if kept is None else kept
+                window.frames.append(kept)
+        if self.fallback and len(self.current[0].frames) == self.num_frames:
+            self.fallback = []  # the shot has a full-stride clip
+
+    def _close(self, end: int) -> None:
+        complete = [w for w in self.current if w.last < end]
+        if not complete:
+            complete = [w for w in self.fallback if w.last < end][:1]  # largest stride first
+        self.closed.append((end - self.shot_start, complete))
+        self.current, self.fallback, self.level = [], [], 0
+        picked = {id(w) for w in select_in_shots(self.closed, self.max_clips)}
+        for _, windows in self.closed:
+            for w in windows:
+                if id(w) not in picked:
+                    w.frames = None  # never picked again: free its frames
+
+    def finish(self) -> list[tuple[ClipPlan, list]]:
+        """Close the last shot; (plan, kept frames) of the chosen clips in time order."""
+        if self.frames_seen > self.shot_start:
+            self._close(self.frames_seen)
+        chosen = select_in_shots(self.closed, self.max_clips)
+        if not chosen:
+            longest = max((n for n, _ in self.closed), default=0)
+            raise ClipPlanError(f"video has {len(self.closed)} shot(s), the longest {longest} frames; "
+                                f"a clip needs {self.num_frames}")
+        return [(w.plan, w.frames) for w in sorted(chosen, key=lambda w: w.plan.start_frame)]
 
 
 def resize_frames(
@@ -131,16 +233,10 @@ def resize_frames(
 
 
 def file_fingerprint(path: str | os.PathLike, chunk: int = 1 << 20) -> str:
-    """Cheap content identity (size + first/last MiB): clip ids survive moving the input files."""
-    path = Path(path)
-    size = path.stat().st_size
-    digest = hashlib.sha1(str(size).encode())
-    with open(path, "rb") as fh:
-        digest.update(fh.read(chunk))
-        if size > chunk:
-            fh.seek(max(chunk, size - chunk))
-            digest.update(fh.read(chunk))
-    return digest.hexdigest()
+    """Cheap content identity (size + first/last MiB), local path or URI; see :mod:`dataset_builder.io.inputs`."""
+    from dataset_builder.io.inputs import fingerprint
+
+    return fingerprint(path, chunk=chunk)
 
 
 def make_clip_id(source_fingerprint: str, plan: ClipPlan, config_hash: str) -> str:

@@ -62,3 +62,46 @@ def test_clip_id_depends_on_content_range_and_config(tmp_path):
     assert make_clip_id(file_fingerprint(a), plan, "h") != make_clip_id(file_fingerprint(a), plan, "h2")
     b.write_bytes(b"2" * 5000)
     assert file_fingerprint(a) != file_fingerprint(b)
+
+
+def _collect(total, cuts, num_frames=4, stride=2, max_clips=3, watch=None):
+    from dataset_builder.ops.clips import ShotClipCollector
+
+    collector = ShotClipCollector(num_frames, stride, max_clips, keep=lambda f: f)
+    for i in range(total):
+        collector.feed(i, i, i in cuts)
+        if watch is not None:
+            watch.append(sum(len(w.frames) for w in collector.current + collector.fallback)
+                         + sum(len(w.frames) for _, ws in collector.closed for w in ws if w.frames is not None))
+    return collector.finish()
+
+
+def test_streamed_clips_stay_inside_shots_and_keep_their_frames():
+    cuts = {20, 33, 90}
+    chosen = _collect(120, cuts, max_clips=5)
+    assert len(chosen) == 5
+    bounds = [0, 20, 33, 90, 120]
+    for plan, frames in chosen:
+        assert frames == plan.frame_indices()  # the kept frames are exactly the clip's frames
+        shot = max(b for b in bounds if b <= plan.start_frame)
+        assert plan.frame_indices()[-1] < min(b for b in bounds if b > shot)
+    # the longest shot (33..90) is sampled first and more than once
+    assert sum(33 <= p.start_frame < 90 for p, _ in chosen) >= 2
+
+
+def test_streamed_selection_memory_is_bounded_by_clips_not_video_length():
+    watch: list[int] = []
+    chosen = _collect(20_000, {5000, 12_000}, num_frames=8, stride=3, max_clips=4, watch=watch)
+    assert len(chosen) == 4
+    assert max(watch) <= (2 * 4 + 1 + 2 + 4) * 8  # running shot cap + fallbacks + picks of closed shots
+    starts = sorted(p.start_frame for p, _ in chosen)
+    assert starts[-1] - starts[0] > 5000  # spread over the video, not bunched at a shot start
+
+
+def test_short_shot_gets_a_slower_stride_instead_of_nothing():
+    chosen = _collect(10, set(), num_frames=4, stride=3, max_clips=1)  # span at stride 3 is 10: fits
+    assert [p.frame_stride for p, _ in chosen] == [3]
+    chosen = _collect(8, set(), num_frames=4, stride=3, max_clips=1)  # only stride 2 fits in 8 frames
+    assert [(p.frame_stride, f) for p, f in chosen] == [(2, [0, 2, 4, 6])]
+    with pytest.raises(ClipPlanError, match="a clip needs 4"):
+        _collect(3, set(), num_frames=4, stride=3, max_clips=1)
