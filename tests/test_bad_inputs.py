@@ -9,7 +9,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from dataset_builder.config import BuildConfig
-from dataset_builder.io import inputs
+from dataset_builder.io import inputs, layout
 from dataset_builder.pipeline import run_build
 
 T, H, W = 8, 64, 96
@@ -81,7 +81,7 @@ def test_bad_input_corpus_loses_nothing(corpus, tmp_path, use_ray, request):
     summary = run_build(cfg, use_ray=use_ray)
     assert summary["unaccounted_inputs"] == []
     assert summary["inputs"] == len(EXPECTED)
-    rejects = pq.read_table(tmp_path / "out" / "rejects.parquet").to_pylist()
+    rejects = layout.read_rejects(tmp_path / "out").to_pylist()
     video_rejects = {os.path.relpath(r["source_uri"], corpus): r["reason"] for r in rejects if r["stage"] == "clip"}
     assert video_rejects == {k: v for k, v in EXPECTED.items() if v}
     copy = next(r for r in rejects if r["source_uri"].endswith("copy.mp4"))
