@@ -75,7 +75,7 @@ ray-submit: samples
 	  "input.paths=[$(abspath data/samples/videos)]"; rc=$$?; ray stop --force; exit $$rc
 
 ## Stage-2/3 data: copy-paste videos from the coarse shards, static layered videos from images.
-copypaste: $(BASE_STAMP)
+copypaste: samples
 	$(PY) workflows/build_copypaste.py --config configs/copypaste.yaml $(ARGS)
 
 image-layers: samples

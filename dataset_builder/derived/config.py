@@ -42,13 +42,65 @@ class FrameConfig(Strict):
         return self
 
 
+def _backend_identity(spec: BackendSpec | None) -> dict[str, Any] | None:
+    return spec.model_dump(include={"name", "model_dir", "options"}) if spec else None
+
+
 def _hash(payload: dict[str, Any]) -> str:
     return hashlib.sha1(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()[:12]
 
 
+class VideoMattingSet(Strict):
+    """One video-matting set (see :mod:`dataset_builder.derived.sources.video_matting`)."""
+
+    root: str
+    #: videomatte: ``fgr/`` + ``pha/`` (VideoMatte240K); dirs: ``fg_dir/`` + ``alpha_dir/``; suffix: siblings.
+    layout: Literal["videomatte", "dirs", "suffix"] = "videomatte"
+    fg_dir: str = "fg"
+    alpha_dir: str = "alpha"
+    fg_suffix: str = "_fg"
+    alpha_suffix: str = "_alpha"
+    #: What the foregrounds are (VideoMatte240K: people); names the object in captions and the label.
+    label: str = "person"
+    #: Recorded in every sample's provenance (most matting sets are research-only, see README).
+    license: str = ""
+    #: First frame and temporal stride of the window taken from each clip.
+    start: int = 0
+    stride: int = 1
+
+
+class CoarseQA(Strict):
+    """Thresholds a coarse sample's ``scores`` must pass to be pasted (precision first)."""
+
+    #: score key -> minimum / maximum value.
+    min_scores: dict[str, float] = Field(default_factory=lambda: {"fg_judge": 0.5})
+    max_scores: dict[str, float] = Field(default_factory=dict)
+    #: A sample missing a thresholded score is rejected (``qa_score_missing``) rather than kept.
+    require_scores: bool = True
+
+
+class Stage3Mix(Strict):
+    """The paper's "small proportion" of copy-paste videos (motion 0) among static image data (motion 1)."""
+
+    #: Static (image-layers) datasets the share is measured against; empty: no cap.
+    static_datasets: list[str] = Field(default_factory=list)
+    #: Copy-paste samples as a fraction of (copy-paste + static) samples, e.g. 0.1. None: no cap.
+    copypaste_share: float | None = None
+
+    @model_validator(mode="after")
+    def _check(self) -> Stage3Mix:
+        if self.copypaste_share is not None and not 0 < self.copypaste_share < 1:
+            raise ValueError("copypaste_share must be in (0, 1)")
+        return self
+
+
 class CopyPasteInput(Strict):
-    #: Coarse dataset dirs (their committed shards are read), shard .tar files or globs: fg sources.
+    #: Video-matting sets (fg video + alpha video): the paper's stage-2/3 foreground source.
+    fg_matting: list[VideoMattingSet] = Field(default_factory=list)
+    #: Coarse dataset dirs (their committed shards are read), shard .tar files or globs: fg sources,
+    #: filtered by ``coarse_qa``.
     fg_shards: list[str] = Field(default_factory=lambda: ["out/coarse"])
+    coarse_qa: CoarseQA = Field(default_factory=CoarseQA)
     #: Same, for backgrounds (the ``bg`` layer of each sample). Empty: use only ``bg_videos``.
     bg_shards: list[str] = Field(default_factory=lambda: ["out/coarse"])
     #: Raw videos (files, dirs searched recursively, globs) decoded as extra backgrounds.
@@ -74,6 +126,9 @@ class PasteConfig(Strict):
     bg_video_caption: str = "a video background scene"
     #: ``{fg}``/``{bg}`` are the source captions without their final period; bg starts lower-case.
     blend_template: str = "{fg}. In the background, {bg}."
+    #: video: fg keeps its motion over a moving bg (motion scale 0); static: one random frame of fg,
+    #: alpha and bg duplicated over the clip (Motion-LoRA data, motion scale 1); both: one of each per pair.
+    motion: Literal["video", "static", "both"] = "video"
 
     @model_validator(mode="after")
     def _check(self) -> PasteConfig:
@@ -94,6 +149,9 @@ class CopyPasteConfig(Strict):
     paste: PasteConfig = Field(default_factory=PasteConfig)
     output: OutputConfig = Field(default_factory=lambda: OutputConfig(dir="out/copypaste"))
     ray: RayConfig = Field(default_factory=RayConfig)
+    mix: Stage3Mix = Field(default_factory=Stage3Mix)
+    #: Captions for sources without any (matting foregrounds, raw background videos); None: templates.
+    captioner: BackendSpec | None = Field(default_factory=BackendSpec)
     #: Actor pools of the decode+paste stage and of the encode stage (``ray.*_num_cpus`` are unused here).
     composite: Resources = Field(default_factory=Resources)
     encode: Resources = Field(default_factory=Resources)
@@ -103,8 +161,34 @@ class CopyPasteConfig(Strict):
             "frames": self.frames.model_dump(),
             "paste": self.paste.model_dump(),
             "bg_video": [self.input.bg_video_stride, self.input.bg_video_start],
+            "matting": [m.model_dump(include={"start", "stride", "label"}) for m in self.input.fg_matting],
+            "captioner": _backend_identity(self.captioner),
             "output": self.output.model_dump(include={"crf", "fg_fill"}),
         })
+
+
+class ImageMattingSet(Strict):
+    root: str
+    #: Extra background image folders for ``fg/`` + ``alpha/`` splits without their own ``bg/``.
+    backgrounds: list[str] = Field(default_factory=list)
+    #: Names the subject in labels and captions (AM-2k: animals, P3M: people...).
+    label: str = "object"
+    license: str = ""
+
+
+class MulanInput(Strict):
+    #: Annotation pickles (``<id>.p.zl``): files, folders (recursive) or globs.
+    annotations: list[str] = Field(default_factory=list)
+    #: Folders searched (recursively) for the base images, matched by stem: COCO train2017/ and
+    #: val2017/ (MuLAn-COCO uses both), the LAION img2dataset output.
+    image_roots: list[str] = Field(default_factory=list)
+    #: Alternatively a CSV of (base image, annotation) paths, as the release's decomposition script takes.
+    pairs_csv: str | None = None
+    csv_image_column: str = "image"
+    csv_annotation_column: str = "annotation"
+    #: Which of the release's captions to use: COCO-style BLIP-2 (short) or detailed LLaVA.
+    caption_model: Literal["blip2", "llava"] = "blip2"
+    license: str = "CC BY-NC-SA 4.0 (annotations); base images under COCO / LAION terms"
 
 
 class ImageInput(Strict):
@@ -113,6 +197,10 @@ class ImageInput(Strict):
     paths: list[str] = Field(default_factory=lambda: ["data/samples/images"])
     extensions: list[str] = Field(default_factory=lambda: [".jpg", ".jpeg", ".png", ".webp", ".bmp"])
     max_images: int | None = None
+    #: Image-matting sets (AM-2k / P3M / Distinctions-646 style, see ``sources.image_matting``).
+    matting: list[ImageMattingSet] = Field(default_factory=list)
+    #: Official MuLAn annotation pickles over their COCO / LAION base images.
+    mulan: MulanInput | None = None
 
 
 class MattingConfig(Strict):
@@ -151,7 +239,8 @@ class ImageLayersConfig(Strict):
     matting: MattingConfig = Field(default_factory=MattingConfig)
     layers: LayersConfig = Field(default_factory=LayersConfig)
     captions: CaptionTemplates = Field(default_factory=CaptionTemplates)
-    inpaint: BackendSpec = Field(default_factory=BackendSpec)
+    #: Single-image object removal; "exemplar" (CPU, texture-preserving) or a paper backend (diffusers_inpaint).
+    inpaint: BackendSpec = Field(default_factory=lambda: BackendSpec(name="exemplar"))
     output: OutputConfig = Field(default_factory=lambda: OutputConfig(dir="out/image_layers"))
     ray: RayConfig = Field(default_factory=RayConfig)
     #: The layering stage (matting + inpainting) runs on ``inpaint.resources``; encoding on this pool.
@@ -160,6 +249,8 @@ class ImageLayersConfig(Strict):
     #: "h264": ordinary H.264 of the repeated frame (small, frames equal up to codec refinement).
     static_encoding: Literal["exact", "h264"] = "exact"
     model_root: str | None = None
+    #: Captions of matted images and matting-set samples from this captioner; None: ``captions`` templates.
+    captioner: BackendSpec | None = Field(default_factory=BackendSpec)
 
     def processing_hash(self) -> str:
         return _hash({
@@ -168,6 +259,8 @@ class ImageLayersConfig(Strict):
             "layers": self.layers.model_dump(),
             "captions": self.captions.model_dump(),
             "inpaint": self.inpaint.model_dump(include={"name", "model_dir", "options", "dtype"}),
+            "captioner": _backend_identity(self.captioner),
+            "mulan_captions": self.input.mulan.caption_model if self.input.mulan else None,
             "static_encoding": self.static_encoding,
             "output": self.output.model_dump(include={"crf", "fg_fill"}),
         })

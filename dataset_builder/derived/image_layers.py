@@ -1,6 +1,14 @@
 """Static layered videos from images (LayerFlow stages 2/3, motion scale 1), MULAN-style.
 
-Two kinds of input:
+Inputs (``ImageTask.kind``):
+
+* ``mulan``: an official MuLAn annotation pickle over its base image (:mod:`.sources.mulan`): the
+  release's own RGBA instance layers and background, and its BLIP-2 / LLaVA captions;
+* ``matting``: an entry of an image-matting set (:mod:`.sources.image_matting`): a photo + its matte
+  (fg colour estimated, background by inpainting the subject out) or an extracted fg + matte over a
+  real background; captions by the configured captioner;
+* ``invalid``: a malformed entry found at discovery (missing alpha, no base image...), which becomes a
+  reject with its reason;
 
 * a single RGB image: the salient object is matted (:mod:`dataset_builder.derived.matting`), the
   background is the image with the object inpainted away (inpaint backend from the registry), and
@@ -29,8 +37,15 @@ from pydantic import BaseModel
 from dataset_builder import __version__
 from dataset_builder.ops.clips import file_fingerprint
 from dataset_builder.derived.common import UnitStage, UnitState, stable_id
-from dataset_builder.derived.config import ImageLayersConfig
+from dataset_builder.derived.config import ImageInput, ImageLayersConfig
 from dataset_builder.derived.matting import estimate_foreground, matte_salient_object
+from dataset_builder.derived.sources.base import Problem, SourceError, expand_entries
+from dataset_builder.derived.sources.image_matting import (
+    MattingImageRef,
+    discover_image_matting,
+    load_matting_image,
+)
+from dataset_builder.derived.sources.mulan import discover_mulan, load_stack, read_pairs_csv
 from dataset_builder.ops.clips import resize_frames
 from dataset_builder.ops.composite import composite
 from schemas import Captions, LayeredSample, Provenance
@@ -43,8 +58,22 @@ _INSTANCE_RE = re.compile(r"^(layer_[1-9]\d*|instance.*)$", re.IGNORECASE)
 
 
 class ImageTask(BaseModel):
-    kind: Literal["image", "layered"]
+    kind: Literal["image", "layered", "mulan", "matting", "invalid"]
+    #: The image / layer folder / base image / matting image or fg; for ``invalid``, the bad entry.
     path: str
+    alpha: str = ""
+    bg: str = ""
+    annotation: str = ""
+    #: matting: "image" (photo, bg inpainted) or "fg" (extracted fg over ``bg``).
+    matting_kind: str = ""
+    label: str = ""
+    license: str = ""
+    reason: str = ""
+    detail: str = ""
+
+    def files(self) -> list[str]:
+        """Every input file the sample depends on (ids and provenance hash them)."""
+        return [p for p in (self.path, self.alpha, self.bg, self.annotation) if p]
 
 
 # -- discovery (driver) ----------------------------------------------------------------------------
@@ -85,6 +114,38 @@ def discover_inputs(entries: list[str], extensions: list[str], limit: int | None
                 tasks.setdefault(str(path), ImageTask(kind="image", path=str(path)))
     out = sorted(tasks.values(), key=lambda t: t.path)
     return out[:limit] if limit is not None else out
+
+
+def _invalid(problem: Problem) -> ImageTask:
+    return ImageTask(kind="invalid", path=problem.uri, reason=problem.reason, detail=problem.detail)
+
+
+def discover_tasks(cfg: ImageInput) -> list[ImageTask]:
+    """Every input of the configured sources, malformed entries included as ``invalid`` tasks."""
+    tasks = discover_inputs(cfg.paths, cfg.extensions, cfg.max_images)
+    for mset in cfg.matting:
+        pool = [p for root in expand_entries(mset.backgrounds)
+                for p in ([root] if root.is_file() else sorted(root.rglob("*")))
+                if p.is_file() and p.suffix.lower() in {e.lower() for e in cfg.extensions}]
+        refs, problems = discover_image_matting(mset.root, pool)
+        tasks += [_matting_task(ref, mset.label, mset.license) for ref in refs] + [_invalid(p) for p in problems]
+    if cfg.mulan is not None:
+        m = cfg.mulan
+        pairs, problems = discover_mulan(m.annotations, m.image_roots)
+        if m.pairs_csv:
+            pairs += read_pairs_csv(m.pairs_csv, m.csv_image_column, m.csv_annotation_column)
+        for image, annotation in dict.fromkeys(pairs):
+            if not Path(image).is_file():
+                problems.append(Problem(annotation, "missing_base_image", f"{image} does not exist"))
+            else:
+                tasks.append(ImageTask(kind="mulan", path=image, annotation=annotation, license=m.license))
+        tasks += [_invalid(p) for p in problems]
+    return tasks
+
+
+def _matting_task(ref: MattingImageRef, label: str, license: str) -> ImageTask:
+    return ImageTask(kind="matting", path=ref.image, alpha=ref.alpha, bg=ref.bg, matting_kind=ref.kind,
+                     label=label, license=license)
 
 
 # -- loading and layer maths (pure) ----------------------------------------------------------------
@@ -207,6 +268,7 @@ class ImageLayersStage(UnitStage):
         self.config_hash = self.cfg.processing_hash()
         self.exts = {e.lower() for e in self.cfg.input.extensions}
         self._inpainter: tuple[Any, str] | None = None
+        self._captioner: Any = None
 
     def inpainter(self) -> tuple[Any, str]:
         """Built on first use, so runs over decomposed folders only never load an inpainting model."""
@@ -214,9 +276,21 @@ class ImageLayersStage(UnitStage):
             self._inpainter = build_inpainter(self.cfg)
         return self._inpainter
 
+    def captioner(self) -> Any:
+        if self._captioner is None:
+            from dataset_builder.models.registry import BackendKind, build_backend
+
+            self._captioner = build_backend(BackendKind.CAPTIONER, self.cfg.captioner)
+        return self._captioner
+
     def process(self, state: UnitState, row: dict[str, Any]) -> None:
         task = ImageTask.model_validate(state.task)
-        layers = self._layered(state, task) if task.kind == "layered" else self._single(state, task)
+        try:
+            layers = {"layered": self._layered, "mulan": self._mulan, "matting": self._matting,
+                      "invalid": self._invalid, "image": self._single}[task.kind](state, task)
+        except SourceError as exc:
+            state.reject(STAGE, exc.reason, exc.detail)
+            layers = []
         if not layers:
             state.rejected = True
             return
@@ -239,17 +313,62 @@ class ImageLayersStage(UnitStage):
         if not m.min_area <= area <= m.max_area:
             state.reject(STAGE, "no_object" if area < m.min_area else "object_too_large", f"area {area:.3f}")
             return []
-        hole = np.where(alpha > 8, 255, 0).astype(np.uint8)  # backends grow the hole over soft edges
-        inpainter, inpainter_name = self.inpainter()
-        bg = np.asarray(inpainter.inpaint(image[None], hole[None])[0], np.uint8)
+        bg, inpainter_name = self._inpaint(image, alpha)
         fg = estimate_foreground(image, alpha)
         blend = composite(fg, bg, alpha)
         label = self.cfg.captions.label
-        captions = self._template_captions(label)
+        captions, captioner_name = self._captions(fg, alpha, bg, blend, label)
         scores = {"alpha_coverage": area, "recompose_psnr": psnr(blend, image)}
-        backends = {"matting": f"saliency+grabcut+{m.method}", "inpaint": inpainter_name}
+        backends = {"matting": f"saliency+grabcut+{m.method}", "inpaint": inpainter_name, "caption": captioner_name}
         state.samples.append(self._record(state, task, 0, label, captions, scores, backends, ["matted"]))
         return [{"fg": fg, "alpha": alpha, "bg": bg, "blend": blend}]
+
+    def _captions(self, fg: np.ndarray, alpha: np.ndarray, bg: np.ndarray, blend: np.ndarray, label: str
+                  ) -> tuple[Captions, str]:
+        """Per-layer captions from the configured captioner (one frame), else the templates."""
+        if self.cfg.captioner is None:
+            return self._template_captions(label), "template"
+        # two identical frames: the captioner measures motion between frames, and a static video has none
+        made = self.captioner().caption(*(np.repeat(x[None], 2, axis=0) for x in (blend, alpha, bg)), label, [])
+        return Captions(fg=made.fg, bg=made.bg, blend=made.blend), self.cfg.captioner.name
+
+    def _inpaint(self, image: np.ndarray, alpha: np.ndarray) -> tuple[np.ndarray, str]:
+        hole = np.where(alpha > 8, 255, 0).astype(np.uint8)  # backends grow the hole over soft edges
+        inpainter, name = self.inpainter()
+        return np.asarray(inpainter.inpaint(image[None], hole[None])[0], np.uint8), name
+
+    # image-matting set entry: the matte is given
+    def _matting(self, state: UnitState, task: ImageTask) -> list[dict[str, np.ndarray]]:
+        image, alpha, bg_image = load_matting_image(MattingImageRef("", task.matting_kind, task.path, task.alpha,
+                                                                    task.bg))
+        h, w = self.cfg.frames.height, self.cfg.frames.width
+        if task.matting_kind == "fg":  # extracted fg + matte over a real background
+            rgba = resize_rgba(np.dstack([image, alpha])[None], h, w)[0]
+            fg, alpha = rgba[..., :3], rgba[..., 3]
+            bg = resize_frames(bg_image[None], h, w)[0]
+            backends = {"matting": "given", "background": "given"}
+        else:  # photo + matte: un-mix the fg colour, inpaint the subject out of the photo
+            image = resize_frames(image[None], h, w)[0]
+            alpha = np.rint(np.clip(resize_frames(alpha[None].astype(np.float32), h, w)[0], 0, 255)).astype(np.uint8)
+            fg = estimate_foreground(image, alpha)
+            bg, inpainter_name = self._inpaint(image, alpha)
+            backends = {"matting": "given", "inpaint": inpainter_name}
+        area = float(alpha.mean() / 255.0)
+        if area < self.cfg.layers.min_area:
+            state.reject(STAGE, "instance_too_small", f"visible alpha {area:.4f} after resizing")
+            return []
+        blend = composite(fg, bg, alpha)
+        label = task.label or self.cfg.captions.label
+        captions, backends["caption"] = self._captions(fg, alpha, bg, blend, label)
+        scores = {"alpha_coverage": area}
+        if task.matting_kind != "fg":
+            scores["recompose_psnr"] = psnr(blend, image)
+        state.samples.append(self._record(state, task, 0, label, captions, scores, backends, ["matting"]))
+        return [{"fg": fg, "alpha": alpha, "bg": bg, "blend": blend}]
+
+    def _invalid(self, state: UnitState, task: ImageTask) -> list[dict[str, np.ndarray]]:
+        state.reject(STAGE, task.reason, task.detail)
+        return []
 
     # MULAN-style folder: layers given
     def _layered(self, state: UnitState, task: ImageTask) -> list[dict[str, np.ndarray]]:
@@ -266,12 +385,26 @@ class ImageLayersStage(UnitStage):
         if any(layer.shape != bottom.shape for layer in instances):
             state.reject(STAGE, "layer_size_mismatch", f"{[l.shape for l in [bottom, *instances]]}")
             return []
-        h, w = self.cfg.frames.height, self.cfg.frames.width
-        bottom_rgb = resize_frames(bottom[None, ..., :3], h, w)[0]
-        instances = list(resize_rgba(np.stack(instances), h, w))
-        meta = _read_captions(folder)
         stems = [p.stem for p in instance_files(folder, self.exts)]
-        backends = {"layers": "rgba"}
+        return self._stack_samples(state, task, bottom[..., :3], instances, stems, _read_captions(folder),
+                                   {"layers": "rgba"}, ["mulan"])
+
+    # official MuLAn: layers rebuilt from the annotation pickle over the base image
+    def _mulan(self, state: UnitState, task: ImageTask) -> list[dict[str, np.ndarray]]:
+        stack = load_stack(task.path, task.annotation, self.cfg.input.mulan.caption_model if self.cfg.input.mulan
+                           else "blip2")
+        meta = {k: v for k, v in (("bg", stack.captions["bg"]), ("blend", stack.captions["blend"])) if v}
+        meta["fg"] = {name: c for name, c in zip(stack.names, stack.captions["fg"]) if c}
+        return self._stack_samples(state, task, stack.background, stack.instances, stack.names, meta,
+                                   {"layers": "mulan_annotation"}, ["mulan", "mulan_official"])
+
+    def _stack_samples(self, state: UnitState, task: ImageTask, bottom: np.ndarray, instances: list[np.ndarray],
+                       stems: list[str], meta: dict[str, Any], backends: dict[str, str], tags: list[str]
+                       ) -> list[dict[str, np.ndarray]]:
+        """Samples of an RGBA layer stack (opaque bottom + instances back to front), per ``layers``."""
+        h, w = self.cfg.frames.height, self.cfg.frames.width
+        bottom_rgb = resize_frames(bottom[None], h, w)[0]
+        instances = list(resize_rgba(np.stack(instances), h, w))
         if self.cfg.layers.instance_mode == "union":
             fg, alpha = union_layer(instances)
             label = _pick(meta.get("label"), None, self.cfg.captions.label, join=True)
@@ -295,7 +428,7 @@ class ImageLayersStage(UnitStage):
             captions = Captions(fg=fg_caption or template.fg, bg=meta.get("bg") or template.bg,
                                 blend=meta.get("blend") or template.blend)
             scores = {"alpha_coverage": float(alpha.mean() / 255.0)}
-            state.samples.append(self._record(state, task, object_id, label, captions, scores, backends, ["mulan"]))
+            state.samples.append(self._record(state, task, object_id, label, captions, scores, backends, tags))
             out.append({"fg": fg, "alpha": alpha, "bg": bg, "blend": composite(fg, bg, alpha)})
         return out
 
@@ -310,8 +443,11 @@ class ImageLayersStage(UnitStage):
             key=f"{state.unit_id}_{object_id}", clip_id=state.unit_id, object_id=object_id, kind="static",
             label=label, num_frames=f.num_frames, height=f.height, width=f.width, fps=f.fps, captions=captions,
             tags=["static", *tags], scores=scores, motion_scale=1.0, fg_fill=self.cfg.output.fg_fill,
-            provenance=Provenance(source_uri=task.path, source_sha1=_sha1_of(task.path), start_frame=0,
-                                  config_hash=self.config_hash, backends=backends, builder_version=__version__),
+            provenance=Provenance(source_uri=task.path, source_sha1=_sha1_of(task.files()), start_frame=0,
+                                  config_hash=self.config_hash, backends=backends, builder_version=__version__,
+                                  **{k: v for k, v in (("alpha_uri", task.alpha), ("bg_uri", task.bg),
+                                                       ("annotation_uri", task.annotation),
+                                                       ("license", task.license)) if v}),
         )
 
 
@@ -332,9 +468,11 @@ def _pick(value: Any, stem: str | None, default: str | None, join: bool = False)
     return default
 
 
-def _sha1_of(path: str) -> str:
-    p = Path(path)
-    files = [p] if p.is_file() else sorted(q for q in p.iterdir() if q.is_file())
+def _sha1_of(paths: list[str]) -> str:
+    """sha1 over the input files (a layer folder: all its files)."""
+    files: list[Path] = []
+    for p in map(Path, paths):
+        files += [p] if p.is_file() else sorted(q for q in p.iterdir() if q.is_file()) if p.is_dir() else []
     digest = hashlib.sha1()
     for file in files:
         digest.update(file.read_bytes())
@@ -344,9 +482,15 @@ def _sha1_of(path: str) -> str:
 def unit_id_for(task: ImageTask, config_hash: str) -> str:
     """Content-based: the same image (or layer folder) keeps its id wherever it lives or however its
     path is spelled, so reruns resume instead of duplicating."""
-    path = Path(task.path)
-    if path.is_dir():
-        content = [(f.name, file_fingerprint(f)) for f in sorted(path.iterdir()) if f.is_file()]
-    else:
-        content = [file_fingerprint(path)] if path.is_file() else [task.path]
-    return "img-" + stable_id(config_hash, task.kind, content)
+    content: list[Any] = []
+    for name in task.files():
+        path = Path(name)
+        if path.is_dir():
+            content.append([(f.name, file_fingerprint(f)) for f in sorted(path.iterdir()) if f.is_file()])
+        else:
+            content.append(file_fingerprint(path) if path.is_file() else name)
+    if task.kind == "invalid":
+        content.append(task.reason)
+    elif task.kind in ("mulan", "matting"):
+        content.append(task.matting_kind)
+    return "img-" + stable_id(config_hash, task.kind, content[0] if task.kind in ("image", "layered") else content)

@@ -16,7 +16,7 @@ from typing import Any
 from dataset_builder.config import RayConfig, Resources
 from dataset_builder.derived import copypaste as cp
 from dataset_builder.derived import image_layers as il
-from dataset_builder.derived.common import EncodeLayersStage, UnitState, samples_from_row, stable_id
+from dataset_builder.derived.common import EncodeLayersStage, UnitState, samples_from_row
 from dataset_builder.derived.config import CopyPasteConfig, ImageLayersConfig
 from dataset_builder.io.shard_writer import OutputDir, ShardWriter
 from schemas import RejectRecord
@@ -101,30 +101,18 @@ def run_copypaste(cfg: CopyPasteConfig, use_ray: bool = True) -> dict[str, Any]:
     out = cfg.output
     with OutputDir(out.dir), ShardWriter(out.dir, out.samples_per_shard, out.max_shard_bytes,
                                          out.retry_rejects) as writer:
-        sources: dict[str, list[cp.SourceRef]] = {}
-        for role, entries in (("fg", cfg.input.fg_shards), ("bg", cfg.input.bg_shards)):
-            sources[role] = []
-            for path in cp.shard_paths(entries):
-                try:
-                    sources[role] += cp.index_shard(path)
-                except Exception as exc:  # noqa: BLE001 - a corrupt shard costs its samples, not the run
-                    _reject_only(writer, "cp-src-" + stable_id(path), str(path), cp.STAGE, "shard_unreadable",
-                                 f"{type(exc).__name__}: {exc}")
-        fgs = sources["fg"][: cfg.input.max_fg] if cfg.input.max_fg is not None else sources["fg"]
-        bgs = sources["bg"] + cp.video_refs(cfg.input.bg_videos, cfg.input.video_extensions,
-                                            cfg.paste.bg_video_caption)
-        pairs, orphans = cp.plan_pairs(fgs, bgs, cfg.paste.seed, cfg.paste.pairs_per_fg, config_hash)
-        for fg in orphans:
-            _reject_only(writer, "cp-nobg-" + stable_id(config_hash, fg.id), fg.source_uri, cp.STAGE,
-                         "no_background", f"{fg.id}: no background from another source")
+        plan = cp.plan_copypaste(cfg)
+        for r in plan.rejects:
+            _reject_only(writer, r.unit_id, r.source_uri, cp.STAGE, r.reason, r.detail)
+        pairs = plan.pairs
         done = writer.committed_clip_ids()
         pending = [p for p in pairs if p.unit_id not in done]
         metas = [UnitState(unit_id=p.unit_id, source_uri=p.fg.source_uri, task=p.model_dump()).model_dump_json()
                  for p in pending]
         _run(writer, metas, cp.CopyPasteStage, cfg, cfg.composite, use_ray)
         summary = writer.close()
-    summary.update(fg_sources=len(fgs), bg_sources=len(bgs), pairs=len(pairs), pending_units=len(pending),
-                   out_dir=str(out.dir), config_hash=config_hash)
+    summary.update(fg_sources=plan.fg_sources, bg_sources=plan.bg_sources, pairs=len(pairs),
+                   pending_units=len(pending), out_dir=str(out.dir), config_hash=config_hash)
     return summary
 
 
@@ -133,7 +121,7 @@ def run_image_layers(cfg: ImageLayersConfig, use_ray: bool = True) -> dict[str, 
     out = cfg.output
     with OutputDir(out.dir), ShardWriter(out.dir, out.samples_per_shard, out.max_shard_bytes,
                                          out.retry_rejects) as writer:
-        tasks = il.discover_inputs(cfg.input.paths, cfg.input.extensions, cfg.input.max_images)
+        tasks = il.discover_tasks(cfg.input)
         done = writer.committed_clip_ids()
         metas = []
         for task in tasks:

@@ -29,6 +29,7 @@ _REGISTRY: dict[tuple[BackendKind, str], str | Factory] = {
     (BackendKind.DEDUP, "iou"): "dataset_builder.models.cpu.dedup:IouDedup",
     (BackendKind.FG_JUDGE, "cpu"): "dataset_builder.models.cpu.fg_judge:HeuristicFgJudge",
     (BackendKind.INPAINTER, "cpu"): "dataset_builder.models.cpu.inpainter:TemporalSpatialInpainter",
+    (BackendKind.INPAINTER, "exemplar"): "dataset_builder.models.cpu.exemplar_inpainter:ExemplarInpainter",
     (BackendKind.CAPTIONER, "cpu"): "dataset_builder.models.cpu.captioner:TemplateCaptioner",
     # Paper profile (GPU; weights from $LAYERFLOW_MODEL_ROOT, see docs/models.md).
     (BackendKind.TAGGER, "siglip"): "dataset_builder.models.hf.siglip_tagger:SiglipTagger",

@@ -16,7 +16,10 @@ from dataset_builder.ops.composite import composite
 def small_cfg(**overrides) -> ImageLayersConfig:
     data = {"frames": {"num_frames": 4, "height": H, "width": W}, "matting": {"working_size": 96}}
     for key, value in overrides.items():
-        data.setdefault(key, {}).update(value)
+        if isinstance(value, dict):
+            data.setdefault(key, {}).update(value)
+        else:
+            data[key] = value
     return ImageLayersConfig.model_validate(data)
 
 
@@ -112,7 +115,8 @@ def test_single_image_is_matted_and_inpainted(tmp_path):
     image, gt = synthetic_image(H * 2, W * 2, seed=1, center=(0.5, 0.48))
     path = tmp_path / "photo.png"
     cv2.imwrite(str(path), image[..., ::-1])
-    state, row = run_stage(small_cfg(captions={"label": "vase"}), il.ImageTask(kind="image", path=str(path)))
+    state, row = run_stage(small_cfg(captions={"label": "vase"}, captioner=None),
+                           il.ImageTask(kind="image", path=str(path)))
     assert not state.rejected, state.rejects
     rec = state.samples[0]
     assert rec.captions.fg == "the main vase of the image" and rec.provenance.backends["inpaint"]
