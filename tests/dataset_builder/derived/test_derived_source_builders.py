@@ -8,7 +8,6 @@ import pickle
 import zlib
 
 import numpy as np
-import pyarrow.parquet as pq
 import pytest
 from .conftest import H, T, W
 
@@ -17,6 +16,7 @@ from dataset_builder.derived import image_layers as il
 from dataset_builder.derived.common import UnitState
 from dataset_builder.derived.config import CopyPasteConfig, ImageLayersConfig
 from dataset_builder.derived.pipeline import run_copypaste, run_image_layers
+from dataset_builder.io import layout
 from dataset_builder.samples.derived_layouts import mulan_annotation, write_all
 
 
@@ -151,7 +151,7 @@ def test_bundled_layouts_build_end_to_end(layouts, tmp_path):
                             "image_roots": [str(layouts / "mulan" / "coco")]}},
         "frames": frames, "output": {"dir": str(tmp_path / "il")}}), use_ray=False)
     assert il_summary["samples_total"] == 8 and il_summary["rejects_total"] == 3
-    reasons = sorted(r["reason"] for r in pq.read_table(tmp_path / "il" / "rejects.parquet").to_pylist())
+    reasons = sorted(r["reason"] for r in layout.read_rejects(tmp_path / "il").to_pylist())
     assert reasons == ["corrupt_annotation", "missing_alpha", "missing_base_image"]
     cp_summary = run_copypaste(cp_cfg(layouts, frames=frames, paste={"motion": "both"},
                                       output={"dir": str(tmp_path / "cp")}), use_ray=False)
