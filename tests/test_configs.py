@@ -16,11 +16,11 @@ def _model_for(path: Path):
         from layerflow_train.config import TrainConfig
 
         return TrainConfig
-    if path.stem == "copypaste":
+    if path.stem.startswith("copypaste"):
         from dataset_builder.derived.config import CopyPasteConfig
 
         return CopyPasteConfig
-    if path.stem == "image_layers":
+    if path.stem.startswith("image_layers"):
         from dataset_builder.derived.config import ImageLayersConfig
 
         return ImageLayersConfig

@@ -421,16 +421,15 @@ class CopyPasteStage(UnitStage):
             return state.reject_unit(STAGE, "empty_alpha", pair.fg.id)
         rng = np.random.default_rng(int(stable_id(paste_cfg.seed, state.unit_id), 16))
         place = sample_placement((box[1] - box[0], box[3] - box[2]), hw, rng, paste_cfg.scale_range)
+        fg_out, alpha_out = paste(fg_rgb, alpha, box, place, hw)
         static_frames = None
         if pair.motion == "static":  # the paper's static clips: one random frame, duplicated at encode time
+            # placed like the video (all-frames box), so the object keeps its natural size in the frame
             fi, bi = (int(i) for i in rng.integers(0, t, size=2))
-            fg_rgb, alpha, bg = fg_rgb[fi:fi + 1], alpha[fi:fi + 1], bg[bi:bi + 1]
-            box = object_box(alpha, paste_cfg.alpha_threshold)
-            if box is None:
+            if not (alpha_out[fi] > paste_cfg.alpha_threshold).any():
                 return state.reject_unit(STAGE, "empty_alpha", f"{pair.fg.id}: frame {fi}")
-            place = sample_placement((box[1] - box[0], box[3] - box[2]), hw, rng, paste_cfg.scale_range)
+            fg_out, alpha_out, bg = fg_out[fi:fi + 1], alpha_out[fi:fi + 1], bg[bi:bi + 1]
             static_frames = {"fg_frame": fi, "bg_frame": bi}
-        fg_out, alpha_out = paste(fg_rgb, alpha, box, place, hw)
         fg_out = harmonize_lab(fg_out, alpha_out, bg, paste_cfg.harmonize)
         blend = composite(fg_out, bg, alpha_out)
         captions = self._captions(pair, fg_out, alpha_out, bg, blend)

@@ -36,6 +36,7 @@ _REGISTRY: dict[tuple[BackendKind, str], str | Factory] = {
     (BackendKind.SEGMENTER, "owlv2_sam2"): "dataset_builder.models.hf.owlv2_sam2:Owlv2Sam2SegmenterTracker",
     (BackendKind.FG_JUDGE, "qwen2_5_vl"): "dataset_builder.models.hf.qwen_judge:QwenFgJudge",
     (BackendKind.INPAINTER, "propainter"): "dataset_builder.models.hf.propainter:ProPainterInpainter",
+    (BackendKind.INPAINTER, "diffusers_inpaint"): "dataset_builder.models.hf.diffusers_inpaint:DiffusersImageInpainter",
     (BackendKind.CAPTIONER, "qwen2_5_vl"): "dataset_builder.models.hf.qwen_captioner:QwenCaptioner",
     (BackendKind.CAPTIONER, "cogvlm2"): "dataset_builder.models.hf.cogvlm2:CogVLM2Captioner",
 }

@@ -71,11 +71,25 @@ def test_matting_fg_keeps_motion_or_becomes_a_static_clip(layouts):
     assert "staying in place" in rec.captions.fg
 
 
+def test_static_clip_is_placed_like_its_video(layouts):
+    """The duplicated frame keeps the object's size in the video: scaled by the all-frames box, not blown up
+    to fill the frame by the (smaller) box of the one frame."""
+    from dataset_builder.derived.sources.video_matting import read_matting_clip
+
+    cfg = cp_cfg(layouts, paste={"motion": "static", "scale_range": [1.0, 1.0]})
+    pair = next(p for p in cp.plan_copypaste(cfg).pairs if p.fg.uri.endswith("0000.mp4"))
+    state, _ = run_unit(cp.CopyPasteStage(cfg.model_dump(mode="json")), "u", pair.model_dump())
+    fg, alpha, _ = read_matting_clip(pair.fg.uri, pair.fg.alpha_uri, count=T)
+    y0, y1, x0, x1 = cp.object_box(alpha)
+    fit_all_frames = min(H / (y1 - y0), W / (x1 - x0))
+    assert state.samples[0].scores["paste_scale"] == pytest.approx(fit_all_frames)
+
+
 def test_coarse_fgs_are_gated_by_qa_scores(coarse_dir, layouts):
     cfg = cp_cfg(layouts, input={"fg_matting": [], "fg_shards": [str(coarse_dir)], "bg_shards": [str(coarse_dir)]})
     plan = cp.plan_copypaste(cfg)  # the fixture's samples have no QA scores: precision first, none pasted
     assert not plan.pairs and {r.reason for r in plan.rejects} == {"qa_score_missing"} and len(plan.rejects) == 5
-    cfg.input.coarse_qa.min_scores = {}
+    cfg.input.coarse_qa.require_scores = False  # scores absent and tolerated: all pass
     assert len(cp.plan_copypaste(cfg).pairs) == 5
 
 
@@ -178,3 +192,23 @@ def test_a_corrupt_pickle_with_an_unsafe_payload_never_runs(layouts, tmp_path):
     (task,) = il.discover_tasks(cfg.input)
     state, _ = run_unit(il.ImageLayersStage(cfg.model_dump(mode="json")), "u", task.model_dump())
     assert state.rejects[0].reason == "unsafe_pickle" and not marker.exists()
+
+
+def test_default_coarse_gate_reads_the_coarse_qa_scores(tmp_path, layouts):
+    """The default thresholds use the keys the coarse build writes (ops/qa.py): a haloed fg is not pasted."""
+    from dataset_builder.io.shard_writer import ShardWriter
+
+    from .conftest import coarse_sample
+
+    good = {"fg_judge": 0.9, "qa_alpha_stability": 0.9, "qa_alpha_iou_min": 0.8, "qa_recompose_psnr": 35.0,
+            "qa_empty_frames": 0.0, "qa_edge_band_px": 1.5, "qa_soft_visible_share": 0.1}
+    with ShardWriter(tmp_path / "coarse", samples_per_shard=4) as writer:
+        for index, scores in enumerate((good, dict(good, qa_soft_visible_share=0.5))):
+            sample, _ = coarse_sample(index, source=index)
+            sample.record.scores = scores
+            writer.add_clip(sample.record.clip_id, [sample], [])
+    cfg = cp_cfg(layouts, input={"fg_matting": [], "fg_shards": [str(tmp_path / "coarse")]})
+    plan = cp.plan_copypaste(cfg)
+    assert [p.fg.key for p in plan.pairs] == ["coarse000_0"]
+    assert [(r.reason, r.detail.startswith("coarse001_0: qa_soft_visible_share=0.5")) for r in plan.rejects] == [
+        ("qa_above_threshold", True)]
