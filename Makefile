@@ -64,15 +64,26 @@ bench: samples $(ALL_STAMP)
 	$(PY) benchmarks/bench_decode.py
 	$(PY) benchmarks/bench_pipeline.py
 
-## Same build, submitted as a Ray job to a local head started here (see README: Ray cluster).
-# The venv goes first on PATH: the job entrypoint's `python` comes from the environment of `ray start`.
+## Same build, submitted as a Ray job to a private local head started (and stopped) here (README: Ray cluster).
+# The head gets free ports and its own temp dir and runs in its own process group, which is all this stops:
+# other Ray clusters on the host are never touched (no `ray stop`). The venv goes first on PATH: the job
+# entrypoint's `python` comes from the environment of `ray start`.
 ray-submit: samples
-	export PATH=$(abspath $(VENV))/bin:$$PATH RAY_AUTH_MODE=disabled; \
-	ray start --head --num-cpus=$$(nproc) --dashboard-host=127.0.0.1 --disable-usage-stats && \
-	ray job submit --address http://127.0.0.1:8265 --working-dir . \
+	@export PATH=$(abspath $(VENV))/bin:$$PATH RAY_AUTH_MODE=disabled; unset RAY_ADDRESS; \
+	tmp=$$(mktemp -d /tmp/layerflow-ray.XXXXXX); \
+	free_port() { $(PY) -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }; \
+	port=$$(free_port); dash=$$(free_port); \
+	setsid ray start --head --block --port=$$port --dashboard-port=$$dash --dashboard-host=127.0.0.1 \
+	  --num-cpus=$$(nproc) --temp-dir=$$tmp --disable-usage-stats > $$tmp/head.log 2>&1 & head=$$!; \
+	stop_head() { kill -TERM -- -$$head 2>/dev/null; for i in $$(seq 20); do kill -0 -- -$$head 2>/dev/null || break; sleep 0.5; done; \
+	  kill -KILL -- -$$head 2>/dev/null; rm -rf $$tmp; }; \
+	trap stop_head EXIT; \
+	for i in $$(seq 120); do ray job list --address http://127.0.0.1:$$dash >/dev/null 2>&1 && break; \
+	  kill -0 $$head 2>/dev/null || { cat $$tmp/head.log; exit 1; }; sleep 1; done; \
+	ray job submit --address http://127.0.0.1:$$dash --working-dir . \
 	  --runtime-env-json='{"excludes": [".venv", "out", ".git", "data"]}' \
 	  -- python workflows/build_coarse.py --config $(CONFIG) output.dir=$(abspath $(OUT)) \
-	  "input.paths=[$(abspath data/samples/videos)]"; rc=$$?; ray stop --force; exit $$rc
+	  "input.paths=[$(abspath data/samples/videos)]"
 
 ## Stage-2/3 data: copy-paste videos from the coarse shards, static layered videos from images.
 copypaste: samples

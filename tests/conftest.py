@@ -47,3 +47,36 @@ def ray_local():
     ctx = ray.data.DataContext.get_current()
     ctx.enable_progress_bars = False
     yield ray
+
+
+@pytest.fixture(scope="session")
+def moto_s3():
+    """An S3-compatible HTTP server (moto's server mode) on 127.0.0.1, for this test session only.
+
+    Yields ``(endpoint_url, pyarrow S3FileSystem)``; AWS_* variables point pyarrow (and processes
+    started afterwards) at it and are restored afterwards.
+    """
+    server_mod = pytest.importorskip("moto.server")
+    import logging
+
+    import pyarrow.fs as pafs
+
+    logging.getLogger("werkzeug").setLevel(logging.ERROR)
+    server = server_mod.ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    server.start()
+    host, port = server.get_host_and_port()
+    env = {"AWS_ENDPOINT_URL": f"http://{host}:{port}", "AWS_ACCESS_KEY_ID": "testing",
+           "AWS_SECRET_ACCESS_KEY": "testing", "AWS_DEFAULT_REGION": "us-east-1", "AWS_EC2_METADATA_DISABLED": "true"}
+    saved = {k: os.environ.get(k) for k in env}
+    os.environ.update(env)
+    fs = pafs.S3FileSystem(endpoint_override=f"{host}:{port}", scheme="http", access_key="testing",
+                           secret_key="testing", region="us-east-1", allow_bucket_creation=True)
+    try:
+        yield env["AWS_ENDPOINT_URL"], fs
+    finally:
+        server.stop()
+        for k, v in saved.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v

@@ -25,6 +25,8 @@ from dataclasses import asdict, dataclass
 
 import pyarrow as pa
 
+from dataset_builder.io.storage import is_remote
+
 log = logging.getLogger(__name__)
 
 INPUT_MANIFEST_SCHEMA = pa.schema([
@@ -53,12 +55,9 @@ class InputEntry:
         return not self.reason
 
 
-def is_remote(uri: str) -> bool:
-    return "://" in uri and not uri.startswith("file://")
-
-
 def filesystem_for(uri: str):
-    """(pyarrow FileSystem, path inside it) for a local path or a URI."""
+    """(pyarrow FileSystem, path inside it) for a local path or a URI (query options such as
+    ``?endpoint_override=...`` are read by pyarrow, as in :class:`dataset_builder.io.storage.Storage`)."""
     import pyarrow.fs as pafs
 
     if "://" in uri:
@@ -157,6 +156,11 @@ def _remote_entries(uri: str, exts: set[str]) -> list[InputEntry]:
 
     fs, path = filesystem_for(uri)
     scheme = uri.split("://", 1)[0]
+    query = "?" + uri.split("?", 1)[1] if "?" in uri else ""  # workers reopen with the same options
+
+    def uri_of(p: str) -> str:
+        return f"{scheme}://{p}{query}"
+
     info = fs.get_file_info(path)
     if info.type == pafs.FileType.NotFound:
         raise FileNotFoundError(f"input {uri!r} does not exist")
@@ -165,10 +169,10 @@ def _remote_entries(uri: str, exts: set[str]) -> list[InputEntry]:
     out = []
     for item in fs.get_file_info(pafs.FileSelector(path, recursive=True)):
         if item.type == pafs.FileType.File and _has_ext(item.path, exts):
-            out.append(InputEntry(f"{scheme}://{item.path}", size=item.size))
+            out.append(InputEntry(uri_of(item.path), size=item.size))
         elif item.type == pafs.FileType.Directory and _has_ext(item.path, exts):
-            out.append(InputEntry(f"{scheme}://{item.path}", reason="not_a_file",
-                                  detail=f"{scheme}://{item.path} is a directory, not a video file"))
+            out.append(InputEntry(uri_of(item.path), reason="not_a_file",
+                                  detail=f"{uri_of(item.path)} is a directory, not a video file"))
     return out
 
 
@@ -180,7 +184,7 @@ def list_inputs(paths: Iterable[str], extensions: Iterable[str]) -> list[InputEn
     found: list[InputEntry] = []
     seen_dirs: set[tuple[int, int]] = set()
     for raw in paths:
-        if "://" in raw and not raw.startswith("file://"):
+        if is_remote(raw):
             found += _remote_entries(raw, exts)
             continue
         entry = raw[len("file://"):] if raw.startswith("file://") else raw
