@@ -75,9 +75,9 @@ class CoarseQA(Strict):
     #: score key -> minimum / maximum value. Stricter than the coarse gate (``BuildConfig.qa``): a pasted fg is
     #: replicated onto many backgrounds, and only the fg layer matters here (halo, flicker, wrong object).
     min_scores: dict[str, float] = Field(default_factory=lambda: {
-        "fg_judge": 0.5, "qa_alpha_stability": 0.6, "qa_alpha_iou_min": 0.5, "qa_recompose_psnr": 28.0})
+        "fg_judge": 0.5, "qa_alpha_stability": 0.5, "qa_alpha_iou_min": 0.4, "qa_recompose_psnr": 25.0})
     max_scores: dict[str, float] = Field(default_factory=lambda: {
-        "qa_empty_frames": 0.0, "qa_edge_band_px": 3.0, "qa_soft_visible_share": 0.25})
+        "qa_empty_frames": 0.0, "qa_edge_band_px": 4.0, "qa_soft_visible_share": 0.3})
     #: A sample missing a thresholded score is rejected (``qa_score_missing``) rather than kept.
     require_scores: bool = True
 

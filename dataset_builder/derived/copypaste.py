@@ -393,8 +393,9 @@ class CopyPasteStage(UnitStage):
 
     def _read_fg(self, ref: SourceRef) -> tuple[np.ndarray, np.ndarray, float]:
         if ref.kind == "matting":
-            return read_matting_clip(ref.uri, ref.alpha_uri, ref.start_frame, self.cfg.frames.num_frames,
-                                     ref.frame_stride)
+            fg, alpha, fps = read_matting_clip(ref.uri, ref.alpha_uri, ref.start_frame, self.cfg.frames.num_frames,
+                                               ref.frame_stride)
+            return fg, alpha, fps / ref.frame_stride  # every stride-th frame: the clip plays at fps / stride
         fg_rgb, alpha = read_shard_layers(ref, ("fg.mp4", "alpha.mkv"))
         return fg_rgb, alpha, ref.fps
 

@@ -395,6 +395,7 @@ class ImageLayersStage(UnitStage):
                            else "blip2")
         meta = {k: v for k, v in (("bg", stack.captions["bg"]), ("blend", stack.captions["blend"])) if v}
         meta["fg"] = {name: c for name, c in zip(stack.names, stack.captions["fg"]) if c}
+        meta["label"] = {name: label for name, c in meta["fg"].items() if (label := caption_label(c))}
         return self._stack_samples(state, task, stack.background, stack.instances, stack.names, meta,
                                    {"layers": "mulan_annotation"}, ["mulan", "mulan_official"])
 
@@ -454,6 +455,14 @@ class ImageLayersStage(UnitStage):
 def _read_captions(folder: Path) -> dict[str, Any]:
     path = folder / "captions.json"
     return json.loads(path.read_text()) if path.is_file() else {}
+
+
+def caption_label(caption: str, max_words: int = 4) -> str:
+    """A short label from a short instance caption ("a black dog" -> "black dog"); "" if it is a sentence."""
+    words = caption.strip().rstrip(".").split()
+    if words and words[0].lower() in ("a", "an", "the"):
+        words = words[1:]
+    return " ".join(words) if 0 < len(words) <= max_words else ""
 
 
 def _pick(value: Any, stem: str | None, default: str | None, join: bool = False) -> str | None:

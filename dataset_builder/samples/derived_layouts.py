@@ -66,26 +66,31 @@ def write_image_matting(root: Path, num_frames: int = 1, height: int = 240, widt
         _save(d646 / "bg" / f"bg_{index}.jpg", other.bg[0])
 
 
+def _a(word: str) -> str:
+    return ("an " if word[:1] in "aeiou" else "a ") + word
+
+
 def mulan_annotation(seed: int, height: int = 240, width: int = 360) -> tuple[np.ndarray, dict]:
     """(base image, annotation dict in the MuLAn release's structure) of a 2-object synthetic scene."""
     clip = make_synthetic_clip(seed=seed, num_frames=1, height=height, width=width, num_objects=2,
                                camera_pan=False)
     image, union = clip.frames[0], clip.alpha[0]
+    pair = f"{_a(clip.labels[0])} and {_a(clip.labels[1])}"
     keep_bg = (union == 0).astype(np.uint8)
     annotation = {
         "captioning": {"llava": "synthetic", "blip2": "synthetic", "clip": "synthetic"},
         "background": {"llava": "A textured backdrop with soft stripes, nothing in front of it.",
                        "blip2": "a textured striped backdrop", "original_image_mask": keep_bg,
                        "inpainted_delta": (clip.bg[0].astype(np.int16) * (1 - keep_bg[..., None])).astype(np.int16)},
-        "image": {"llava": f"A {clip.labels[0]} and a {clip.labels[1]} in front of a textured backdrop.",
-                  "blip2": f"a {clip.labels[0]} and a {clip.labels[1]} on a striped backdrop"},
+        "image": {"llava": f"{pair.capitalize()} in front of a textured backdrop.",
+                  "blip2": f"{pair} on a striped backdrop"},
         "instances": {},
     }
     for k, label in enumerate(clip.labels):
         alpha = clip.object_alphas[k, 0]
         solid = (alpha == 255).astype(np.uint8)
         delta = np.where(solid[..., None] > 0, 0, clip.fg[0]).astype(np.int16) * (alpha[..., None] > 0)
-        annotation["instances"][k] = {"blip2": f"a {label}", "llava": f"A textured {label}.",
+        annotation["instances"][k] = {"blip2": _a(label), "llava": f"A textured {label}.",
                                       "original_image_mask": solid, "inpainted_delta": delta,
                                       "instance_alpha": alpha}
     return image, annotation

@@ -63,7 +63,9 @@ def build_layered_data(root: Path) -> LayeredData:
     (root / "images").mkdir()
     cv2.imwrite(str(root / "images" / "still.png"), cv2.cvtColor(still.frames[SRC_T // 2], cv2.COLOR_RGB2BGR))
     summaries["copypaste"] = run_copypaste(CopyPasteConfig.model_validate({
-        "input": {"fg_shards": [str(root / "coarse")], "bg_shards": [str(root / "coarse")]},
+        # the copy-paste QA gate is for real data; here any coarse fg will do (training plumbing under test)
+        "input": {"fg_shards": [str(root / "coarse")], "bg_shards": [str(root / "coarse")],
+                  "coarse_qa": {"min_scores": {}, "max_scores": {}}},
         "frames": frames, "output": {"dir": str(root / "copypaste"), "samples_per_shard": 2}}), use_ray=False)
     summaries["static"] = run_image_layers(ImageLayersConfig.model_validate({
         "input": {"paths": [str(root / "images")]},

@@ -198,3 +198,11 @@ def test_coarse_qa_is_precision_first():
     assert coarse_qa.qa_verdict({"alpha_stability": float("nan"), "bg_remnant": 0.0}, mins, maxs)[0] == \
         "qa_score_missing"
     assert coarse_qa.qa_verdict({"bg_remnant": 0.01}, mins, maxs, require=False) is None
+
+
+def test_mulan_instance_captions_give_short_labels():
+    from dataset_builder.derived.image_layers import caption_label
+
+    assert caption_label("a black dog.") == "black dog"
+    assert caption_label("An ellipse") == "ellipse"
+    assert caption_label("a man riding a red bicycle down the road") == ""  # a sentence is not a label
