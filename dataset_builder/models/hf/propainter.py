@@ -2,10 +2,14 @@
 
 pytorchcv 0.0.74 ships the full ProPainter pipeline (RAFT flow -> recurrent flow completion ->
 flow-guided image propagation -> sparse video transformer) as a streaming iterator. We load its three
-networks from local ``.pth`` state dicts (pytorchcv's converted format) and never let it download.
+networks from local ``.pth`` state dicts and never let it download: either pytorchcv's converted files or
+the official release files (``raft-things.pth``, ``recurrent_flow_completion.pth``, ``ProPainter.pth``),
+renamed on load by ``propainter_weights`` (which also converts them once, offline).
 pytorchcv imports ``torchvision.ops.DeformConv2d``; where torchvision is missing (CPU torch builds)
 a pure-torch twin is injected only while that module is imported (see ``deform_conv``).
 Install with ``pip install --no-deps pytorchcv==0.0.74`` (its metadata pins torchvision).
+
+Licence: ProPainter (code and weights) is S-Lab License 1.0, non-commercial use only.
 """
 
 from __future__ import annotations
@@ -16,11 +20,12 @@ import numpy as np
 
 from dataset_builder.config import BackendSpec, Resources
 from dataset_builder.models.hf import loading
+from dataset_builder.models.hf.propainter_weights import CONVERTED_FILES, OFFICIAL_FILES, load_official
 
 #: pytorchcv's ProPainterIterator always runs RAFT with 20 refinement iterations.
 RAFT_ITERS = 20
-#: Networks of the pipeline -> state-dict file expected in the model directory.
-WEIGHT_FILES = {"raft": "raft_things.pth", "rfc": "propainter_rfc.pth", "propainter": "propainter.pth"}
+#: Networks of the pipeline -> state-dict file (pytorchcv names) expected in the model directory.
+WEIGHT_FILES = CONVERTED_FILES
 
 
 def prepare_masks(masks: np.ndarray, dilation: int) -> np.ndarray:
@@ -52,6 +57,17 @@ def _import_pytorchcv():
     return raft, propainter_rfc, propainter, propainter_stream
 
 
+def weights_dir(spec: BackendSpec, default_subdir: str) -> Path:
+    """The model directory; it must hold, per network, pytorchcv's converted file or the official one."""
+    path = loading.resolve_model_dir(spec, default_subdir, required=())
+    missing = [f"{CONVERTED_FILES[n]} or {OFFICIAL_FILES[n]}" for n in CONVERTED_FILES
+               if not (path / CONVERTED_FILES[n]).is_file() and not (path / OFFICIAL_FILES[n]).is_file()]
+    if missing:
+        raise loading.ModelNotFoundError(
+            f"{spec.name}: model directory {path} lacks {missing}; see docs/models.md (ProPainter)")
+    return path
+
+
 class ProPainterInpainter:
     """Options: ``mask_dilation`` (4), ``window`` (80, ProPainter's reference
     window), ``stride`` (5), ``step`` (10 frames per output chunk)."""
@@ -67,7 +83,7 @@ class ProPainterInpainter:
         self.window = int(opts.get("window", 80))
         self.stride = int(opts.get("stride", 5))
         self.step = int(opts.get("step", 10))
-        path = loading.resolve_model_dir(spec, self.default_subdir, required=tuple(WEIGHT_FILES.values()))
+        path = weights_dir(spec, self.default_subdir)
         raft, rfc, pp, self._stream = _import_pytorchcv()
         self.device = loading.select_device(spec)
         if self.device.type not in ("cpu", "cuda"):
@@ -78,7 +94,11 @@ class ProPainterInpainter:
             "propainter": pp.propainter(),
         }
         for name, net in nets.items():
-            state = torch.load(Path(path) / WEIGHT_FILES[name], map_location="cpu", weights_only=True)
+            converted = Path(path) / CONVERTED_FILES[name]
+            if converted.is_file():
+                state = torch.load(converted, map_location="cpu", weights_only=True)
+            else:
+                state = load_official(name, Path(path) / OFFICIAL_FILES[name])
             net.load_state_dict(state)
             net.to(self.device).eval()
         self.nets = nets
