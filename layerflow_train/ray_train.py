@@ -1,14 +1,21 @@
 """Multi-GPU / multi-node training with Ray Train's TorchTrainer.
 
 Every worker runs the same :class:`~layerflow_train.trainer.Trainer` with its world rank: the sampler
-gives each rank disjoint samples, DDP averages gradients, rank 0 writes checkpoints to
-``checkpoint.output_dir`` (must be shared storage on multi-node clusters, since every rank resumes
-from it) and hands them to Ray via ``ray.train.report``. A 1-worker CPU run works for smoke tests.
+gives each rank disjoint samples, DDP (or FSDP2) averages gradients. Rank 0 writes each checkpoint
+(trainable weights + optimizer state) into a local temporary directory and hands it to
+``ray.train.report``, which uploads it to the run's storage (``ray.storage_path``: shared storage such
+as s3:// or NFS on multi-node clusters) and keeps only the newest ``checkpoint.keep_last``
+(``CheckpointConfig(num_to_keep=...)``); the local copy is deleted once uploaded. A restarted run with
+the same ``ray.name`` and storage resumes on every rank from that one checkpoint
+(``ray.train.get_checkpoint()``), never from a rank's local disk, and the trainer refuses to start if
+ranks disagree on the step.
 """
 
 from __future__ import annotations
 
 import os
+import shutil
+import tempfile
 from pathlib import Path
 
 from layerflow_train.config import TrainConfig, resolve_model_path
@@ -23,13 +30,31 @@ def train_loop_per_worker(config: dict) -> None:
 
     cfg = TrainConfig.model_validate(config["cfg"])
     ctx = ray.train.get_context()
+    local = Path(tempfile.mkdtemp(prefix="layerflow-ckpt-"))
 
     def report(metrics: dict, ckpt: Path | None) -> None:
         checkpoint = ray.train.Checkpoint.from_directory(str(ckpt)) if ckpt is not None else None
-        ray.train.report(metrics, checkpoint=checkpoint)
+        ray.train.report(metrics, checkpoint=checkpoint)  # uploads before returning
+        if ckpt is not None:
+            shutil.rmtree(ckpt, ignore_errors=True)
 
-    Trainer(cfg, RECIPES[cfg.stage](), rank=ctx.get_world_rank(), world_size=ctx.get_world_size(),
-            device=ray.train.torch.get_device(), report=report).fit()
+    def make(resume_from: Path | None) -> Trainer:
+        trainer = Trainer(cfg, RECIPES[cfg.stage](), rank=ctx.get_world_rank(), world_size=ctx.get_world_size(),
+                          device=ray.train.torch.get_device(), report=report, resume_from=resume_from,
+                          resume_local=False)
+        trainer.checkpoint_root = local
+        return trainer
+
+    checkpoint = ray.train.get_checkpoint() if cfg.checkpoint.resume else None
+    try:
+        if checkpoint is not None:
+            with checkpoint.as_directory() as path:
+                trainer = make(Path(path))
+        else:
+            trainer = make(None)
+        trainer.fit()
+    finally:
+        shutil.rmtree(local, ignore_errors=True)
 
 
 def absolute_paths(cfg: TrainConfig) -> TrainConfig:
@@ -45,7 +70,7 @@ def absolute_paths(cfg: TrainConfig) -> TrainConfig:
         "model": m.model_copy(update={"model_dir": str(resolve_model_path(m.model_dir).absolute()),
                                       "transformer_dir": a(m.transformer_dir),
                                       "layer_embedder_path": a(m.layer_embedder_path)}),
-        "data": d.model_copy(update={"shards": [a(s) for s in d.shards], "cache_dir": a(d.cache_dir)}),
+        "data": d.model_copy(update={"shards": [a(s) for s in d.shards], "precomputed_dir": a(d.precomputed_dir)}),
         "lora": lo.model_copy(update={"motion_weights": a(lo.motion_weights),
                                       "content_weights": a(lo.content_weights)}),
         "checkpoint": c.model_copy(update={"output_dir": a(c.output_dir)}),
@@ -56,7 +81,7 @@ def absolute_paths(cfg: TrainConfig) -> TrainConfig:
 def fit_with_ray(cfg: TrainConfig):
     """Run ``cfg`` on ``cfg.ray.num_workers`` workers; returns Ray's ``Result``."""
     import ray
-    from ray.train import RunConfig, ScalingConfig
+    from ray.train import CheckpointConfig, RunConfig, ScalingConfig
     from ray.train.torch import TorchTrainer
 
     cfg = absolute_paths(cfg)
@@ -67,7 +92,8 @@ def fit_with_ray(cfg: TrainConfig):
         train_loop_config={"cfg": cfg.model_dump(mode="json")},
         scaling_config=ScalingConfig(num_workers=r.num_workers, use_gpu=r.use_gpu,
                                      resources_per_worker={"CPU": r.cpus_per_worker}),
-        run_config=RunConfig(name=f"layerflow-stage{cfg.stage}", storage_path=storage),
+        run_config=RunConfig(name=r.name or f"layerflow-stage{cfg.stage}", storage_path=storage,
+                             checkpoint_config=CheckpointConfig(num_to_keep=cfg.checkpoint.keep_last)),
     )
     if not ray.is_initialized():
         ray.init(include_dashboard=False)

@@ -7,6 +7,7 @@ user video, keep its latents clean at every step and generate the other layers.
 
 from __future__ import annotations
 
+import contextlib
 import io
 from dataclasses import dataclass
 from pathlib import Path
@@ -53,6 +54,15 @@ class LayerFlowSampler:
         self.model.to(self.device)
         if self.device.type == "cuda":
             self.model.to(torch.bfloat16)
+        self.autocast_dtype: torch.dtype | None = None
+
+    @classmethod
+    def from_model(cls, comp, model: LayerFlowModel, device: torch.device,
+                   autocast_dtype: torch.dtype | None = None) -> LayerFlowSampler:
+        """Sample with a model being trained (validation): shares its weights, adds no copy."""
+        self = cls.__new__(cls)
+        self.device, self.comp, self.model, self.autocast_dtype = device, comp, model, autocast_dtype
+        return self
 
     def condition_latents(self, condition: dict[str, np.ndarray], s: SampleSettings) -> torch.Tensor:
         """User layers (uint8, any size/length) -> clean latents of all 4 groups (unused groups zero)."""
@@ -86,13 +96,16 @@ class LayerFlowSampler:
         clean = self.condition_latents(condition or {}, s) if s.conditioning != "none" else None
         text = encode_text(self.comp, [layer_prompts({"fg": "", "bg": "", "blend": ""}), layer_prompts(captions)],
                            self.device)
-        dtype = next(self.model.parameters()).dtype
+        dtype = torch.float32 if self.autocast_dtype else next(self.model.parameters()).dtype
+        amp = (torch.autocast(self.device.type, dtype=self.autocast_dtype) if self.autocast_dtype
+               else contextlib.nullcontext())
         sched.set_timesteps(s.num_steps, device=self.device)
         for t in sched.timesteps:
             if clean is not None:
                 latents = torch.where(mask, clean, latents)
             inp = torch.cat([latents, latents]).to(dtype)
-            v = self.model(inp, text.to(dtype), t.expand(2).to(self.device)).float()
+            with amp:
+                v = self.model(inp, text.to(dtype), t.expand(2).to(self.device)).float()
             v_uncond, v_text = v.chunk(2)
             v = v_uncond + s.guidance_scale * (v_text - v_uncond)
             latents = sched.step(v, t, latents, return_dict=False)[0]

@@ -40,9 +40,11 @@ def main(argv: list[str] | None = None) -> int:
     cfg = load_config(args.config, args.overrides)
     final = Path(cfg.checkpoint.output_dir) / "final"
     lora = cfg.lora
+    model = cfg.model
     if cfg.stage == 3 and not lora.content_weights:
         lora = lora.model_copy(update={"content_weights": str(final / "content_lora.safetensors")})
-    model = cfg.model
+        if (final / "layer_embedder.safetensors").is_file():  # the LoRA stages train it further
+            model = model.model_copy(update={"layer_embedder_path": str(final / "layer_embedder.safetensors")})
     if cfg.stage == 1 and not model.transformer_dir:  # the stage-1 export, not the untrained base model
         if not (final / "transformer").is_dir():
             raise FileNotFoundError(f"no stage-1 export at {final / 'transformer'}: train this config first, or "

@@ -22,6 +22,7 @@ from layerflow_train.data.shards import (
     resolve_shards,
 )
 from layerflow_train.models.components import layer_prompts
+from schemas import LayeredSample
 
 
 @dataclass
@@ -35,7 +36,44 @@ class Example:
     static: bool
 
 
-class LayeredDataset:
+class StreamSampling:
+    """Which (dataset index, epoch) a stream position maps to and whether its captions are dropped: shared
+    by the video dataset and the precomputed one, so both train the same samples in the same order."""
+
+    cfg: DataConfig
+    seed: int
+    kinds: list[str]  # per dataset index
+
+    def _kind_members(self) -> dict[str, np.ndarray]:
+        members = {k: np.flatnonzero(np.array(self.kinds) == k) for k in self.cfg.kind_weights}
+        empty = [k for k, w in self.cfg.kind_weights.items() if w > 0 and not len(members[k])]
+        if empty:
+            raise ValueError(f"data.kind_weights names kinds {empty} with no samples in {self.cfg.shards}")
+        return members
+
+    def locate(self, position: int) -> tuple[int, int]:
+        """-> (dataset index, epoch) of a global stream position."""
+        if not self.cfg.kind_weights:
+            return position_to_index(position, len(self.kinds), self.seed)
+        if not hasattr(self, "_members"):
+            self._members = self._kind_members()
+        names = [k for k, w in self.cfg.kind_weights.items() if w > 0]
+        w = np.array([self.cfg.kind_weights[k] for k in names], dtype=np.float64)
+        rng = np.random.default_rng([self.seed, int(position), 0x313])
+        pool = self._members[names[int(rng.choice(len(names), p=w / w.sum()))]]
+        return int(pool[rng.integers(len(pool))]), int(position) // len(self.kinds)
+
+    def captions_dropped(self, index: int, epoch: int) -> bool:
+        p = self.cfg.caption_dropout
+        return bool(p) and np.random.default_rng([self.seed, epoch, index, 0xCAF]).random() < p
+
+
+def view_epoch(cfg: DataConfig, epoch: int) -> int:
+    """The crop an epoch trains: with precomputed views, epoch e reuses view e % precompute_views."""
+    return epoch % cfg.precompute_views if cfg.precomputed_dir else epoch
+
+
+class LayeredDataset(StreamSampling):
     def __init__(self, cfg: DataConfig, seed: int):
         self.cfg = cfg
         self.seed = seed
@@ -50,25 +88,33 @@ class LayeredDataset:
         if not kept:
             raise ValueError(f"no samples of kinds {cfg.kinds} in {cfg.shards}")
         self.refs = kept
+        self.kinds = [self.records[r.key].kind for r in kept]
 
     def __len__(self) -> int:
         return len(self.refs)
 
-    def example(self, index: int, epoch: int) -> Example:
+    def example(self, index: int, epoch: int, dropout: bool = True) -> Example:
+        """Sample ``index`` as trained in ``epoch``: its crop/static view and (if ``dropout``) its
+        caption-dropout draw are functions of (seed, epoch, index)."""
         ref = self.refs[index]
-        record = self.records[ref.key]
-        rng = np.random.default_rng([self.seed, epoch, index]) if self.cfg.random_crop else None
-        static = is_static(record.kind, self.cfg.static, self.cfg.static_fraction,
-                           rng if rng is not None else np.random.default_rng([self.seed, index]))
-        clip = decode_clip(read_members(ref))
-        pixels, view = build_layout(clip, self.cfg, rng, static)
-        view["static"] = static
-        captions = record.captions.model_dump()
-        if self.cfg.caption_dropout and np.random.default_rng([self.seed, epoch, index, 0xCAF]).random() < \
-                self.cfg.caption_dropout:
-            captions = dict.fromkeys(captions, "")  # what the CFG unconditional branch sees
-        return Example(ref.key, pixels, view, layer_prompts(captions),
-                       motion_scale_for(record.motion_scale, static), record.kind, static)
+        return build_example(self.cfg, self.seed, ref, self.records[ref.key], index, epoch,
+                             dropout and self.captions_dropped(index, epoch))
+
+
+def build_example(cfg: DataConfig, seed: int, ref: SampleRef, record: LayeredSample, index: int, epoch: int,
+                  drop_captions: bool) -> Example:
+    """Decode one sample and build its training view (also run by the precompute job's actors)."""
+    rng = np.random.default_rng([seed, epoch, index]) if cfg.random_crop else None
+    static = is_static(record.kind, cfg.static, cfg.static_fraction,
+                       rng if rng is not None else np.random.default_rng([seed, index]))
+    clip = decode_clip(read_members(ref))
+    pixels, view = build_layout(clip, cfg, rng, static)
+    view["static"] = static
+    captions = record.captions.model_dump()
+    if drop_captions:
+        captions = dict.fromkeys(captions, "")  # what the CFG unconditional branch sees
+    return Example(ref.key, pixels, view, layer_prompts(captions),
+                   motion_scale_for(record.motion_scale, static), record.kind, static)
 
 
 def sample_positions(step: int, micro: int, grad_accum: int, rank: int, world: int, batch: int) -> np.ndarray:

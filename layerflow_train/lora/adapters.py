@@ -22,16 +22,22 @@ from layerflow_train.config import LoraConfig
 _PREFIX = "transformer."
 
 
+#: Adapter name -> LoraConfig field holding its rank.
+RANK_FIELDS = {"motion": "motion_rank", "content": "content_rank"}
+
+
 def target_module_names(transformer: nn.Module, cfg: LoraConfig) -> list[str]:
-    """``transformer_blocks.{i}.attn1.{to_q,to_k,to_v}`` for i = 0, n, 2n, ... (1/n of the blocks)."""
+    """``transformer_blocks.{i}.attn1.<target>`` for the selected blocks i (authors: i % 6 == 5)."""
     names = []
     for name, module in transformer.named_modules():
         parts = name.split(".")
-        if (len(parts) >= 3 and parts[0] == "transformer_blocks" and parts[-1] in cfg.targets
-                and int(parts[1]) % cfg.every_n_blocks == 0 and isinstance(module, nn.Linear)):
+        if (len(parts) >= 4 and parts[0] == "transformer_blocks" and parts[2] == "attn1"
+                and ".".join(parts[3:]) in cfg.targets and cfg.selects(int(parts[1]))
+                and isinstance(module, nn.Linear)):
             names.append(name)
     if not names:
-        raise ValueError(f"no LoRA targets {cfg.targets} found in the transformer")
+        raise ValueError(f"no LoRA targets {cfg.targets} in blocks i % {cfg.every_n_blocks} == "
+                         f"{cfg.block_offset} of the transformer")
     return names
 
 
@@ -50,13 +56,14 @@ class LoRAPair(nn.Module):
 class LoRAAdapters(nn.Module):
     """Named adapters ("motion", "content") hooked into one transformer.
 
-    ``scales[name]`` is None (disabled), a float, or a (B,) tensor applied per sample.
+    ``scales[name]`` is None (disabled), a float, or a (B,) tensor applied per sample. Each adapter has
+    its own rank (``lora.motion_rank`` / ``lora.content_rank``) and scaling ``lora.alpha / rank``.
     """
 
     def __init__(self, transformer: nn.Module, cfg: LoraConfig):
         super().__init__()
         self.cfg = cfg
-        self.scaling = cfg.alpha / cfg.rank
+        self.scaling: dict[str, float] = {}
         self.targets = target_module_names(transformer, cfg)
         self.adapters = nn.ModuleDict()
         self.scales: dict[str, float | torch.Tensor | None] = {}
@@ -68,11 +75,18 @@ class LoRAAdapters(nn.Module):
     def _key(module_name: str) -> str:
         return module_name.replace(".", "__")
 
+    def rank_of(self, name: str) -> int:
+        if name not in RANK_FIELDS:
+            raise ValueError(f"unknown adapter {name!r} (known: {sorted(RANK_FIELDS)})")
+        return getattr(self.cfg, RANK_FIELDS[name])
+
     def add(self, name: str) -> None:
         if name in self.adapters:
             raise ValueError(f"adapter {name!r} exists")
+        rank = self.rank_of(name)
+        self.scaling[name] = self.cfg.alpha / rank
         self.adapters[name] = nn.ModuleDict(
-            {self._key(t): LoRAPair(self._bases[t], self.cfg.rank) for t in self.targets})
+            {self._key(t): LoRAPair(self._bases[t], rank) for t in self.targets})
         ref = next(iter(self._bases.values())).weight
         self.adapters[name].to(device=ref.device)
         self.scales[name] = 1.0
@@ -91,7 +105,7 @@ class LoRAAdapters(nn.Module):
                     scale = scale.to(output.device, output.dtype).view(-1, *([1] * (output.ndim - 1)))
                 elif scale == 0:
                     continue
-                output = output + (pairs[key](args[0]) * self.scaling).to(output.dtype) * scale
+                output = output + (pairs[key](args[0]) * self.scaling[name]).to(output.dtype) * scale
             return output
 
         return hook
@@ -112,7 +126,7 @@ class LoRAAdapters(nn.Module):
 
         path = Path(path)
         path.parent.mkdir(parents=True, exist_ok=True)
-        meta = {"adapter": name, "rank": str(self.cfg.rank), "alpha": str(self.cfg.alpha),
+        meta = {"adapter": name, "rank": str(self.rank_of(name)), "alpha": str(self.cfg.alpha),
                 "targets": json.dumps(self.targets)}
         save_file(self.state_dict_of(name), str(path), metadata=meta)
         return path
@@ -124,8 +138,9 @@ class LoRAAdapters(nn.Module):
 
         with safe_open(str(path), framework="pt") as fh:
             meta = fh.metadata() or {}
-        if meta.get("rank") and int(meta["rank"]) != self.cfg.rank:
-            raise ValueError(f"{path}: rank {meta['rank']} != configured lora.rank {self.cfg.rank}")
+        if meta.get("rank") and int(meta["rank"]) != self.rank_of(name):
+            raise ValueError(f"{path}: rank {meta['rank']} != configured lora.{RANK_FIELDS[name]} "
+                             f"{self.rank_of(name)}")
         if meta.get("alpha") and float(meta["alpha"]) != self.cfg.alpha:
             raise ValueError(f"{path}: alpha {meta['alpha']} != configured lora.alpha {self.cfg.alpha}")
         if name not in self.adapters:

@@ -9,6 +9,7 @@ learned positional tables (5B-I2V) or rotary embeddings (5B) need different hand
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -39,9 +40,11 @@ class LayerEmbedder(nn.Module):
 
 @dataclass
 class Components:
-    transformer: nn.Module
-    vae: nn.Module
-    text_encoder: nn.Module
+    """``vae`` / ``text_encoder`` / ``tokenizer`` are None when training from precomputed latents."""
+
+    transformer: nn.Module | None
+    vae: nn.Module | None
+    text_encoder: nn.Module | None
     tokenizer: object
     scheduler: object
     layer_embedder: LayerEmbedder
@@ -53,7 +56,8 @@ class Components:
 
     def to(self, device: torch.device) -> Components:
         for m in (self.transformer, self.vae, self.text_encoder, self.layer_embedder):
-            m.to(device)
+            if m is not None:
+                m.to(device)
         return self
 
 
@@ -73,34 +77,56 @@ def model_dir_for(cfg: ModelConfig) -> Path:
     return root
 
 
-def load_components(cfg: ModelConfig) -> Components:
+def frozen_dtype(cfg: ModelConfig, device: torch.device) -> torch.dtype:
+    """dtype of frozen weights: ``model.frozen_dtype`` on CUDA, fp32 on CPU (slow, and tests compare)."""
+    return getattr(torch, cfg.frozen_dtype) if device.type == "cuda" else torch.float32
+
+
+def load_components(cfg: ModelConfig, transformer: bool = True, encoders: bool = True,
+                    device: torch.device | None = None) -> Components:
+    """The CogVideoX parts from ``model_dir``. ``encoders=False`` skips VAE + T5 (precomputed latents:
+    ~19 GB of T5-XXL never loaded); ``transformer=False`` is the precompute job. VAE and T5 load in
+    :func:`frozen_dtype` with the configured VAE slicing/tiling."""
     from diffusers import AutoencoderKLCogVideoX, CogVideoXDDIMScheduler, CogVideoXTransformer3DModel
     from transformers import AutoTokenizer, T5EncoderModel
 
     root = model_dir_for(cfg)
+    dtype = frozen_dtype(cfg, device or torch.device("cpu"))
     remote = {"trust_remote_code": True} if cfg.trust_remote_code else {}
     text_len = len(TEXT_SEGMENTS) * cfg.text_len_per_layer
-    tdir = Path(cfg.transformer_dir) if cfg.transformer_dir else root / "transformer"
-    transformer = CogVideoXTransformer3DModel.from_pretrained(
-        tdir, max_text_seq_length=text_len, local_files_only=True)
-    tc = transformer.config
-    if tc.use_rotary_positional_embeddings or tc.use_learned_positional_embeddings:
-        raise ValueError(f"{tdir}: only sincos-positional CogVideoX (2B) is supported; rotary/learned "
-                         "positional tables need per-layer text handling not implemented here")
-    if cfg.gradient_checkpointing:
-        transformer.enable_gradient_checkpointing()
-    vae = AutoencoderKLCogVideoX.from_pretrained(root / "vae", local_files_only=True)
-    text_encoder = T5EncoderModel.from_pretrained(root / "text_encoder", local_files_only=True, **remote)
-    tokenizer = AutoTokenizer.from_pretrained(root / "tokenizer", local_files_only=True, **remote)
+    net = None
+    if transformer:
+        tdir = Path(cfg.transformer_dir) if cfg.transformer_dir else root / "transformer"
+        net = CogVideoXTransformer3DModel.from_pretrained(tdir, max_text_seq_length=text_len,
+                                                          local_files_only=True)
+        tc = net.config
+        if tc.use_rotary_positional_embeddings or tc.use_learned_positional_embeddings:
+            raise ValueError(f"{tdir}: only sincos-positional CogVideoX (2B) is supported; rotary/learned "
+                             "positional tables need per-layer text handling not implemented here")
+        if cfg.gradient_checkpointing:
+            net.enable_gradient_checkpointing()
+        text_dim = tc.text_embed_dim
+    else:
+        text_dim = json.loads((root / "transformer" / "config.json").read_text())["text_embed_dim"]
+    vae = text_encoder = tokenizer = None
+    if encoders:
+        vae = AutoencoderKLCogVideoX.from_pretrained(root / "vae", local_files_only=True, torch_dtype=dtype)
+        if cfg.vae_slicing:
+            vae.enable_slicing()
+        if cfg.vae_tiling:
+            vae.enable_tiling()
+        text_encoder = T5EncoderModel.from_pretrained(root / "text_encoder", local_files_only=True,
+                                                      dtype=dtype, **remote)
+        tokenizer = AutoTokenizer.from_pretrained(root / "tokenizer", local_files_only=True, **remote)
+        for frozen in (vae, text_encoder):
+            frozen.requires_grad_(False).eval()
     scheduler = CogVideoXDDIMScheduler.from_pretrained(root / "scheduler", local_files_only=True)
-    embedder = LayerEmbedder(len(TEXT_SEGMENTS), tc.text_embed_dim)
+    embedder = LayerEmbedder(len(TEXT_SEGMENTS), text_dim)
     if cfg.layer_embedder_path:
         from safetensors.torch import load_file
 
         embedder.load_state_dict(load_file(cfg.layer_embedder_path))
-    for frozen in (vae, text_encoder):
-        frozen.requires_grad_(False).eval()
-    return Components(transformer, vae, text_encoder, tokenizer, scheduler, embedder, cfg.text_len_per_layer)
+    return Components(net, vae, text_encoder, tokenizer, scheduler, embedder, cfg.text_len_per_layer)
 
 
 def layer_prompts(captions: dict[str, str]) -> list[str]:
@@ -116,7 +142,7 @@ def encode_text(comp: Components, prompts: list[list[str]], device: torch.device
     ids = comp.tokenizer(flat, padding="max_length", max_length=comp.text_len_per_layer, truncation=True,
                          add_special_tokens=True, return_tensors="pt").input_ids.to(device)
     emb = comp.text_encoder(ids).last_hidden_state  # CogVideoX passes no attention mask either
-    return emb.reshape(len(prompts), -1, emb.shape[-1])
+    return emb.reshape(len(prompts), -1, emb.shape[-1]).float()
 
 
 @torch.no_grad()

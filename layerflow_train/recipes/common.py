@@ -19,7 +19,8 @@ class Recipe:
         if cfg.stage != self.stage:
             raise ValueError(f"config is for stage {cfg.stage}, recipe is stage {self.stage}")
 
-    def prepare(self, model: LayerFlowModel, cfg: TrainConfig) -> None:
+    def prepare(self, model: LayerFlowModel, cfg: TrainConfig, load_weights: bool = True) -> None:
+        """Set what trains (and load adapter weights unless ``load_weights`` is False: meta-device use)."""
         raise NotImplementedError
 
     def motion_scales(self, from_data: torch.Tensor) -> torch.Tensor | None:
@@ -54,3 +55,14 @@ def run(cfg: TrainConfig, recipe: Recipe) -> list[float]:
     from layerflow_train.trainer import Trainer
 
     return Trainer(cfg, recipe).fit()
+
+
+def train_layer_embedder(model: LayerFlowModel, cfg: TrainConfig) -> None:
+    """The authors train the layer embedder in the LoRA stages too (``stage*_v3_part_6_txt``)."""
+    model.layer_embedder.requires_grad_(cfg.trainable.layer_embedder)
+
+
+def export_adapter(model: LayerFlowModel, name: str, out_dir: Path) -> list[Path]:
+    """``<name>_lora.safetensors`` + the (possibly further trained) ``layer_embedder.safetensors``."""
+    return [model.lora.save(name, out_dir / f"{name}_lora.safetensors"),
+            save_layer_embedder(model, out_dir / "layer_embedder.safetensors")]

@@ -12,7 +12,7 @@ import torch
 
 from layerflow_train.config import TrainConfig
 from layerflow_train.models.layerflow import LayerFlowModel
-from layerflow_train.recipes.common import Recipe, freeze_base, run
+from layerflow_train.recipes.common import Recipe, export_adapter, freeze_base, train_layer_embedder, run
 
 
 class Stage2(Recipe):
@@ -24,16 +24,17 @@ class Stage2(Recipe):
         if cfg.data.static != "all":
             raise ValueError("stage 2 trains on static videos: set data.static: all")
 
-    def prepare(self, model: LayerFlowModel, cfg: TrainConfig) -> None:
+    def prepare(self, model: LayerFlowModel, cfg: TrainConfig, load_weights: bool = True) -> None:
         freeze_base(model)
         model.lora.add("motion")
         model.lora.adapters["motion"].requires_grad_(True)
+        train_layer_embedder(model, cfg)
 
     def motion_scales(self, from_data: torch.Tensor) -> torch.Tensor:
         return torch.ones_like(from_data)
 
     def export(self, model: LayerFlowModel, out_dir: Path) -> list[Path]:
-        return [model.lora.save("motion", out_dir / "motion_lora.safetensors")]
+        return export_adapter(model, "motion", out_dir)
 
 
 def main(cfg: TrainConfig) -> list[float]:

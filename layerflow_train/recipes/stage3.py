@@ -13,28 +13,32 @@ import torch
 
 from layerflow_train.config import TrainConfig
 from layerflow_train.models.layerflow import LayerFlowModel
-from layerflow_train.recipes.common import Recipe, freeze_base, load_adapter, run
+from layerflow_train.recipes.common import Recipe, export_adapter, freeze_base, train_layer_embedder, load_adapter, run
 
 
 class Stage3(Recipe):
     stage = 3
     uses_lora = True
 
-    def prepare(self, model: LayerFlowModel, cfg: TrainConfig) -> None:
+    def prepare(self, model: LayerFlowModel, cfg: TrainConfig, load_weights: bool = True) -> None:
         freeze_base(model)
-        load_adapter(model, "motion", cfg.lora.motion_weights)
+        if load_weights:
+            load_adapter(model, "motion", cfg.lora.motion_weights)
+        else:  # meta-device memory estimate: same structure, nothing read
+            model.lora.add("motion")
         model.lora.adapters["motion"].requires_grad_(False)
-        if cfg.lora.content_weights:
+        if cfg.lora.content_weights and load_weights:
             load_adapter(model, "content", cfg.lora.content_weights)
         else:
             model.lora.add("content")
         model.lora.adapters["content"].requires_grad_(True)
+        train_layer_embedder(model, cfg)
 
     def motion_scales(self, from_data: torch.Tensor) -> torch.Tensor:
         return from_data
 
     def export(self, model: LayerFlowModel, out_dir: Path) -> list[Path]:
-        return [model.lora.save("content", out_dir / "content_lora.safetensors")]
+        return export_adapter(model, "content", out_dir)
 
 
 def main(cfg: TrainConfig) -> list[float]:

@@ -111,14 +111,18 @@ def make_config(layered_data, tiny_model_dir, tmp_path):
         data.update(over.pop("data", {}))
         cfg = {
             "stage": stage, "seed": 0, "log_every": 1,
-            "model": {"model_dir": str(tiny_model_dir), "text_len_per_layer": 8},
+            "model": {"model_dir": str(tiny_model_dir), "text_len_per_layer": 8, "gradient_checkpointing": False,
+                      **over.pop("model", {})},
             "data": data,
-            "lora": {"rank": 4, "alpha": 4.0, "every_n_blocks": 1, **over.pop("lora", {})},
+            "lora": {"motion_rank": 4, "content_rank": 4, "alpha": 1.0, "every_n_blocks": 1, "block_offset": 0,
+                     **over.pop("lora", {})},
+            "trainable": {"every_n_blocks": 1, "block_offset": 0, **over.pop("trainable", {})},
             "optim": {"lr": {1: 1e-4, 2: 1e-3, 3: 5e-3}[stage], "max_steps": 3, "warmup_steps": 0,
                       **over.pop("optim", {})},
             "checkpoint": {"output_dir": str(tmp_path / f"out{stage}"), "every_n_steps": 100,
                            **over.pop("checkpoint", {})},
-            "ray": {"num_workers": 1, "use_gpu": False},
+            "ray": {"num_workers": 1, "use_gpu": False, **over.pop("ray", {})},
+            "tracking": {"tensorboard": False, **over.pop("tracking", {})},
         }
         cfg.update(over)
         return TrainConfig.model_validate(cfg)

@@ -25,14 +25,41 @@ def _inputs(b=2):
     return (torch.randn(b, 4, 4, 4, 6, generator=g), torch.randn(b, 6, 32, generator=g), torch.tensor([500] * b))
 
 
-def test_targets_every_sixth_block_qkv():
-    names = target_module_names(_transformer(12), LoraConfig(every_n_blocks=6))
-    assert names == [f"transformer_blocks.{i}.attn1.{t}" for i in (0, 6) for t in ("to_q", "to_k", "to_v")]
+def test_default_targets_are_the_authors_blocks_and_projections():
+    """sat/lora.py adapts query_key_value and dense (diffusers: to_q/k/v + to_out.0) of blocks i % 6 == 5."""
+    names = target_module_names(_transformer(12), LoraConfig())
+    assert names == [f"transformer_blocks.{i}.attn1.{t}" for i in (5, 11)
+                     for t in ("to_q", "to_k", "to_v", "to_out.0")]
+
+
+def test_default_scaling_is_alpha_over_rank_of_the_authors():
+    cfg = LoraConfig()
+    assert (cfg.alpha, cfg.motion_rank, cfg.content_rank) == (1.0, 8, 256)  # sat/lora.py defaults
+    tr = _transformer(6)
+    lora = LoRAAdapters(tr, cfg)
+    lora.add("motion")
+    lora.add("content")
+    assert lora.scaling == {"motion": 1 / 8, "content": 1 / 256}
+    pair = lora.adapters["content"]["transformer_blocks__5__attn1__to_q"]
+    assert pair.lora_A.weight.shape == (256, 16) and pair.lora_B.weight.shape == (16, 256)
+    # the applied delta is exactly scaling * B A x
+    model = LayerFlowModel(tr, LayerEmbedder(3, 32), lora)
+    _randomize(lora, "content", 3)
+    seen = {}
+    q = tr.transformer_blocks[5].attn1.to_q
+    h = q.register_forward_hook(lambda m, a, out: seen.update(x=a[0], out=out))
+    x, text, t = _inputs()
+    with torch.no_grad():
+        model(x, text, t, None)
+        base = torch.nn.functional.linear(seen["x"], q.weight, q.bias)
+    h.remove()
+    expected = base + (seen["x"] @ pair.lora_A.weight.T @ pair.lora_B.weight.T) / 256
+    torch.testing.assert_close(seen["out"], expected, rtol=1e-4, atol=1e-5)
 
 
 def test_motion_scale_zero_equals_disabled_and_per_sample_scale_exact():
     tr = _transformer()
-    lora = LoRAAdapters(tr, LoraConfig(rank=4, alpha=4, every_n_blocks=1))
+    lora = LoRAAdapters(tr, LoraConfig(motion_rank=4, content_rank=4, alpha=4, every_n_blocks=1, block_offset=0))
     model = LayerFlowModel(tr, LayerEmbedder(3, 32), lora)
     x, text, t = _inputs()
     with torch.no_grad():
@@ -53,7 +80,7 @@ def test_motion_scale_zero_equals_disabled_and_per_sample_scale_exact():
 
 def test_adapters_save_reload_identical_outputs(tmp_path):
     tr = _transformer()
-    cfg = LoraConfig(rank=4, alpha=8, every_n_blocks=1)
+    cfg = LoraConfig(motion_rank=4, content_rank=2, alpha=8, every_n_blocks=1, block_offset=0)
     lora = LoRAAdapters(tr, cfg)
     lora.add("motion")
     lora.add("content")
@@ -66,7 +93,7 @@ def test_adapters_save_reload_identical_outputs(tmp_path):
     m_path, c_path = lora.save("motion", tmp_path / "m.safetensors"), lora.save("content", tmp_path / "c.safetensors")
     from safetensors.torch import load_file
     keys = set(load_file(str(c_path)))
-    assert "transformer.transformer_blocks.0.attn1.to_q.lora_A.weight" in keys and len(keys) == 2 * 3 * 2
+    assert "transformer.transformer_blocks.0.attn1.to_out.0.lora_A.weight" in keys and len(keys) == 2 * 4 * 2
 
     tr2 = _transformer()  # same seed -> same base weights
     lora2 = LoRAAdapters(tr2, cfg)
@@ -90,7 +117,7 @@ def test_per_sample_motion_scale_survives_gradient_checkpointing():
         tr = _transformer()
         if checkpointing:
             tr.enable_gradient_checkpointing()
-        lora = LoRAAdapters(tr, LoraConfig(rank=4, alpha=4, every_n_blocks=1))
+        lora = LoRAAdapters(tr, LoraConfig(motion_rank=4, content_rank=4, alpha=4, every_n_blocks=1, block_offset=0))
         lora.add("motion")
         lora.add("content")
         _randomize(lora, "motion", 0)

@@ -16,7 +16,7 @@ def content_lora(tiny_model_dir, tmp_path_factory):
     import torch
     from diffusers import CogVideoXTransformer3DModel
 
-    cfg = LoraConfig(rank=4, alpha=4, every_n_blocks=1)
+    cfg = LoraConfig(content_rank=4, alpha=4, every_n_blocks=1, block_offset=0)
     lora = LoRAAdapters(CogVideoXTransformer3DModel.from_pretrained(tiny_model_dir / "transformer"), cfg)
     lora.add("content")
     with torch.no_grad():
