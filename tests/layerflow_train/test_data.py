@@ -4,7 +4,6 @@ import numpy as np
 import pytest
 
 from dataset_builder.io import layout
-import torch
 from .conftest import EXPECTED_KINDS, SRC_H, SRC_T, SRC_W, H, W
 
 from layerflow_train.config import DataConfig

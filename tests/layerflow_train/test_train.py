@@ -1,3 +1,4 @@
+import json
 from pathlib import Path
 
 import pytest
@@ -258,3 +259,93 @@ def test_ray_train_with_relative_paths(ray_local, make_config, layered_data, tmp
     result = fit_with_ray(cfg)
     assert result.error is None and result.metrics["step"] == 1
     assert (tmp_path / "out/ray_rel/final/layer_embedder.safetensors").exists()
+
+
+@pytest.mark.slow
+@pytest.mark.ray
+def test_two_ray_workers_resume_from_the_ray_checkpoint(ray_local, make_config, tmp_path):
+    """2 CPU workers (gloo DDP): Ray storage keeps only keep_last checkpoints, a rerun of the same run
+    resumes every rank from Ray's newest checkpoint (not a local dir: the workers' temp copies are gone)
+    and continues with the same losses as an uninterrupted 2-worker run."""
+    from layerflow_train.ray_train import fit_with_ray
+
+    def cfg(name, steps):
+        return make_config(2, optim={"max_steps": steps}, ray={"num_workers": 2, "name": name,
+                                                               "storage_path": str(tmp_path / "ray")},
+                           checkpoint={"every_n_steps": 1, "keep_last": 2, "output_dir": str(tmp_path / name)})
+
+    straight = fit_with_ray(cfg("straight", 4))
+    assert straight.error is None and straight.metrics["step"] == 4
+    first = fit_with_ray(cfg("interrupted", 3))
+    assert first.error is None and first.metrics["step"] == 3
+    run_dir = tmp_path / "ray" / "interrupted"
+    kept = [p for p in run_dir.glob("checkpoint_*") if p.is_dir()]
+    assert len(kept) == 2  # CheckpointConfig(num_to_keep=keep_last)
+    assert not (tmp_path / "interrupted" / "checkpoints").exists()  # nothing local to resume from
+    resumed = fit_with_ray(cfg("interrupted", 4))
+    assert resumed.error is None and resumed.metrics["step"] == 4
+    assert resumed.metrics["loss"] == straight.metrics["loss"]
+    assert len([p for p in run_dir.glob("checkpoint_*") if p.is_dir()]) == 2
+
+
+def test_validation_samples_and_tensorboard_logs(make_config):
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    cfg = make_config(1, optim={"max_steps": 2}, tracking={"tensorboard": True},
+                      validation={"every_n_steps": 2, "num_steps": 1,
+                                  "prompts": [{"fg": "a ball", "bg": "a wall", "blend": "a ball at a wall"}]})
+    trainer = Trainer(cfg, Stage1())
+    losses = trainer.fit()
+    out = trainer.out_dir / "validation" / "step-00000002" / "prompt-0"
+    assert {p.name for p in out.iterdir()} == {"fg_rgba.mov", "fg.mp4", "alpha.mkv", "bg.mp4", "blend.mp4"}
+    acc = EventAccumulator(str(trainer.out_dir / "tensorboard"))
+    acc.Reload()
+    logged = [e.value for e in acc.Scalars("train/loss")]
+    assert logged == pytest.approx(losses)
+    assert "train/grad_norm" in acc.Tags()["scalars"]
+
+
+@pytest.mark.slow
+def test_fsdp2_two_ranks_train_checkpoint_and_resume(make_config, tmp_path):
+    """FSDP2 on 2 gloo CPU ranks: same losses as DDP, full (gathered) trainable weights in the checkpoint,
+    resume continues; the export holds the full transformer."""
+    import torch.multiprocessing as mp
+
+    results = {}
+    for mode in ("ddp", "fsdp"):
+        cfg = make_config(1, distributed=mode, optim={"max_steps": 3, "max_grad_norm": 0},
+                          checkpoint={"every_n_steps": 2, "output_dir": str(tmp_path / mode)})
+        mp.spawn(_fsdp_worker, args=(cfg.model_dump_json(), str(tmp_path / f"{mode}.json")), nprocs=2, join=True)
+        results[mode] = json.loads((tmp_path / f"{mode}.json").read_text())
+    assert results["fsdp"]["losses"] == pytest.approx(results["ddp"]["losses"], rel=1e-4)
+    assert results["fsdp"]["resumed_step"] == 2
+    ckpt = load_file(str(tmp_path / "fsdp" / "checkpoints" / "step-00000002" / "trainable.safetensors"))
+    ref = load_file(str(tmp_path / "ddp" / "checkpoints" / "step-00000002" / "trainable.safetensors"))
+    assert set(ckpt) == set(ref) and all(ckpt[k].shape == ref[k].shape for k in ref)
+    assert all(torch.allclose(ckpt[k], ref[k], atol=1e-5) for k in ref)
+    assert (tmp_path / "fsdp" / "final" / "transformer" / "config.json").exists()
+
+
+def _fsdp_worker(rank: int, cfg_json: str, out: str) -> None:
+    import os
+
+    import torch.distributed as dist
+
+    from layerflow_train.config import TrainConfig
+
+    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT="29533")
+    dist.init_process_group("gloo", rank=rank, world_size=2)
+    try:
+        cfg = TrainConfig.model_validate_json(cfg_json)
+        trainer = Trainer(cfg, Stage1(), rank=rank, world_size=2, device=torch.device("cpu"), resume_local=False)
+        losses = trainer.fit(max_steps=2)
+        ckpt = Path(cfg.checkpoint.output_dir) / "checkpoints" / "step-00000002"
+        dist.barrier()
+        again = Trainer(cfg, Stage1(), rank=rank, world_size=2, device=torch.device("cpu"), resume_from=ckpt)
+        resumed_step = again.step
+        losses += again.fit()
+        losses = [float(x) for x in losses]
+        if rank == 0:
+            Path(out).write_text(json.dumps({"losses": losses, "resumed_step": resumed_step}))
+    finally:
+        dist.destroy_process_group()

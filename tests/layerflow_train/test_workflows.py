@@ -72,3 +72,14 @@ def test_sampling_a_stage1_config_uses_its_trained_export(user_tree, monkeypatch
     final = Path("out/train/tiny_stage1/final")
     assert seen[0].transformer_dir == str(final / "transformer")
     assert seen[0].layer_embedder_path == str(final / "layer_embedder.safetensors")
+
+
+def test_precompute_workflow_then_train_from_it(user_tree, capsys):
+    from workflows import precompute as precompute_workflow
+
+    cfg = str(ROOT / "configs/train/tiny_stage1.yaml")
+    small = ["optim.max_steps=1", f"data.height={H}", f"data.width={W}", "data.precomputed_dir=out/pre"]
+    assert precompute_workflow.main(["--config", cfg, "--local", *small]) == 0
+    assert (user_tree / "out/pre/_meta.json").exists()
+    assert train_workflow.main(["--config", cfg, *small]) == 0
+    assert "stage 1: 1 steps" in capsys.readouterr().out
