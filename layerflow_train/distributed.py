@@ -48,21 +48,24 @@ def load_full_state(model: nn.Module, optimizer: torch.optim.Optimizer, weights:
     set_optimizer_state_dict(model, optimizer, optim_state_dict=optim_state, options=opts)
 
 
-def unsharded(model: nn.Module):
-    """Context: every FSDP unit all-gathered (collective), e.g. for ``save_pretrained`` on rank 0."""
-    from contextlib import contextmanager
+def gathered_copy(model: nn.Module, rank: int) -> nn.Module | None:
+    """A plain (unsharded, CPU) copy of a sharded LayerFlowModel on rank 0, for the stage export
+    (``save_pretrained`` needs real tensors). Collective: every rank calls it; other ranks get None."""
+    from torch.distributed.checkpoint.state_dict import get_model_state_dict
 
-    from torch.distributed.fsdp import FSDPModule
+    from layerflow_train.lora import LoRAAdapters
+    from layerflow_train.models.layerflow import LayerFlowModel
 
-    @contextmanager
-    def ctx():
-        units = [m for m in model.modules() if isinstance(m, FSDPModule)]
-        for m in units:
-            m.unshard()
-        try:
-            yield
-        finally:
-            for m in units:
-                m.reshard()
-
-    return ctx()
+    state = get_model_state_dict(model, options=_full_options())
+    if rank != 0:
+        return None
+    transformer = type(model.transformer).from_config(model.transformer.config)
+    embedder = type(model.layer_embedder)(*model.layer_embedder.embedding.shape)
+    lora = None
+    if model.lora is not None:
+        lora = LoRAAdapters(transformer, model.lora.cfg)
+        for name in model.lora.adapters:
+            lora.add(name)
+    copy = LayerFlowModel(transformer, embedder, lora)
+    copy.load_state_dict({k: v.float() for k, v in state.items()})
+    return copy

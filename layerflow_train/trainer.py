@@ -241,19 +241,14 @@ class Trainer:
         return losses
 
     def export(self) -> None:
-        """The stage's artefacts into ``<output_dir>/final`` (rank 0; FSDP units gathered first)."""
-        fsdp = self.world_size > 1 and self.cfg.distributed == "fsdp"
-        if fsdp:
-            from layerflow_train.distributed import unsharded
+        """The stage's artefacts into ``<output_dir>/final`` (rank 0; FSDP shards gathered first)."""
+        model = self.model
+        if self.world_size > 1 and self.cfg.distributed == "fsdp":
+            from layerflow_train.distributed import gathered_copy
 
-            ctx = unsharded(self.model)
-        else:
-            ctx = nullcontext()
-        with ctx:
-            if self.rank == 0:
-                self.recipe.export(self.model, self.out_dir / "final")
-        if fsdp:
-            torch.distributed.barrier()
+            model = gathered_copy(self.model, self.rank)
+        if self.rank == 0:
+            self.recipe.export(model, self.out_dir / "final")
 
     def validate(self) -> Path:
         """Sample the configured prompts with the current weights into ``validation/step-N``."""

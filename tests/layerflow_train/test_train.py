@@ -181,6 +181,7 @@ def test_bf16_autocast_keeps_fp32_master_weights(make_config):
     assert all(torch.isfinite(torch.tensor(losses)))
 
 
+@pytest.mark.slow
 def test_logged_loss_is_averaged_over_ranks(tmp_path):
     """Two gloo processes with different local losses log the same mean."""
     import torch.multiprocessing as mp
