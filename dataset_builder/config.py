@@ -26,7 +26,9 @@ class Resources(Strict):
 
     num_cpus: float = Field(0.5, gt=0)
     num_gpus: float = Field(0.0, ge=0)
+    #: Actors at start; the pool autoscales up to ``max_concurrency`` (None: fixed size).
     concurrency: int = Field(1, ge=1)
+    max_concurrency: int | None = Field(None, ge=1)
     batch_size: int = Field(1, ge=1)
 
 

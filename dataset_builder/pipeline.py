@@ -1,13 +1,15 @@
 """Build and run the coarse layered-video DAG from a :class:`BuildConfig`.
 
     videos -> clip (probe, plan, decode) -> tag -> segment_track -> dedup_masks -> filter_foreground
-           -> matte -> inpaint -> layer_qa -> caption -> encode -> driver-side ShardWriter (atomic, resumable)
+           -> matte -> inpaint -> layer_qa -> caption -> encode -> writer stage on the workers (shards + commit
+           records) -> driver: commit records only (stages/runtime.py)
 
 ``matte`` and ``layer_qa`` are the shared post-processing of every profile (not part of any backend).
 """
 
 from __future__ import annotations
 
+import errno
 import json
 import logging
 import os
@@ -23,18 +25,20 @@ from dataset_builder.cluster import init_ray as connect_ray
 from dataset_builder.config import BackendSpec, BuildConfig, Resources
 from dataset_builder.io import layout
 from dataset_builder.io.inputs import InputEntry, discover, manifest_blocks, manifest_table, write_manifest
-from dataset_builder.io.shard_writer import OutputDir, SampleToWrite, ShardWriter
+from dataset_builder.io.shard_writer import DiskFull, OutputDir
+from dataset_builder.io.storage import is_disk_full
 from dataset_builder.models.registry import BackendKind, effective_resources
 from dataset_builder.stages.base import ClipState, batch_from_rows, rows_from_batch
 from dataset_builder.stages.caption import CaptionStage
 from dataset_builder.stages.chain import StageChain
 from dataset_builder.stages.circuit_breaker import ErrorRateBreaker
 from dataset_builder.stages.dedup_masks import DedupMasksStage
-from dataset_builder.stages.encode import EncodeStage, read_payload
+from dataset_builder.stages.encode import EncodeStage
 from dataset_builder.stages.filter_foreground import FilterForegroundStage
 from dataset_builder.stages.inpaint import InpaintStage
 from dataset_builder.stages.layer_qa import LayerQAStage
 from dataset_builder.stages.matte import MatteStage
+from dataset_builder.stages.runtime import StageSpec, map_stage, run_local, write_ray, writer_spec
 from dataset_builder.stages.sample_clips import SampleClips
 from dataset_builder.stages.segment_track import SegmentTrackStage
 from dataset_builder.stages.tag import TagStage
@@ -138,21 +142,29 @@ def resource_demands(cfg: BuildConfig) -> list[tuple[str, float, float]]:
     return demands + [(cls.__name__, res.num_cpus, res.num_gpus) for cls, _, res in stage_plan(cfg)]
 
 
+def stage_specs(cfg: BuildConfig, fuse: bool | None = None) -> list[StageSpec]:
+    """The stages after decode, as runtime specs (CPU runs fused when ``ray.fuse_cpu_stages``)."""
+    plan = stage_plan(cfg)
+    if cfg.ray.fuse_cpu_stages if fuse is None else fuse:
+        plan = fuse_cpu_stages(plan)
+    return [StageSpec(cls, kwargs, res) for cls, kwargs, res in plan]
+
+
+def shard_writer_spec(cfg: BuildConfig) -> StageSpec:
+    out = cfg.output
+    return writer_spec(out.dir, ClipState, out.samples_per_shard, out.max_shard_bytes)
+
+
 def build_dataset(cfg: BuildConfig, inputs: list[InputEntry], skip_clip_ids: set[str]):
+    """inputs -> decode -> stages (Ray Data, lazy); :func:`run_build` maps the writer stage after them.
+    ``skip_clip_ids``: committed clips of partially committed inputs only (``layout.resume_plan``)."""
     import ray.data
 
     ctx = ray.data.DataContext.get_current()
     ctx.execution_options.preserve_order = cfg.ray.preserve_order
     ds = decode_stage(input_dataset(inputs, cfg.input.rows_per_block), cfg, skip_clip_ids)
-    plan = stage_plan(cfg)
-    if cfg.ray.fuse_cpu_stages:
-        plan = fuse_cpu_stages(plan)
-    for cls, kwargs, res in plan:
-        ds = ds.map_batches(
-            cls, fn_constructor_kwargs=kwargs, batch_size=res.batch_size, batch_format="numpy",
-            num_cpus=res.num_cpus, num_gpus=res.num_gpus or None,
-            compute=ray.data.ActorPoolStrategy(size=res.concurrency),
-        )
+    for spec in stage_specs(cfg):
+        ds = map_stage(ds, spec)
     return ds
 
 
@@ -187,50 +199,86 @@ def plan_inputs(cfg: BuildConfig, inputs: list[str] | None = None) -> list[Input
     return entries
 
 
-def iter_local(cfg: BuildConfig, inputs: list[InputEntry], skip_clip_ids: set[str]) -> Iterator[dict[str, Any]]:
-    """The same stages as :func:`build_dataset`, called in this process one clip at a time (no Ray):
-    for debugging, small jobs, and as the baseline of ``benchmarks/bench_pipeline.py``."""
+def decoded_batches(cfg: BuildConfig, inputs: list[InputEntry], skip_clip_ids: set[str]) -> Iterator[dict[str, Any]]:
+    """Decode in this process, one clip per batch: the local executor's source (no Ray; debugging,
+    small jobs, and the baseline of the benchmarks)."""
     sampler = SampleClips(cfg.clip, cfg.processing_hash(), frozenset(skip_clip_ids), cfg.input)
-    stages = [cls(**kwargs) for cls, kwargs, _ in stage_plan(cfg)]
     for entry in manifest_table(inputs).to_pylist():
         for row in rows_from_batch(sampler({k: np.array([v]) for k, v in entry.items()})):
-            batch = batch_from_rows([row])
-            for stage in stages:
-                batch = stage(batch)
-            yield rows_from_batch(batch)[0]
+            yield batch_from_rows([row])
+
+
+def iter_local(cfg: BuildConfig, inputs: list[InputEntry], skip_clip_ids: set[str]) -> Iterator[dict[str, Any]]:
+    """The processed rows, one clip at a time, without writing (per-clip timing in the benchmarks)."""
+    stages = [spec.build() for spec in stage_specs(cfg, fuse=False)]
+    for batch in decoded_batches(cfg, inputs, skip_clip_ids):
+        for stage in stages:
+            batch = stage(batch)
+        yield rows_from_batch(batch)[0]
 
 
 def run_build(cfg: BuildConfig, inputs: list[str] | None = None, use_ray: bool = True) -> dict[str, Any]:
-    """Run the whole build; returns (and writes to ``<out>/run_summary.json``) a summary."""
+    """Run the whole build; returns (and writes to ``<out>/run_summary.json``) a summary.
+
+    Resume: inputs whose planned clips are all committed are dropped before anything is decoded (an
+    anti-join of the input uris against the commit records); only the committed clip ids of partially
+    committed inputs reach the decode stage. Workers write the shards; the driver sees commit records.
+    """
     t0 = time.time()
     out_dir = ensure_output_dir(cfg.output.dir)
     with OutputDir(out_dir):
         entries = plan_inputs(cfg, inputs)
-        writer = ShardWriter(out_dir, cfg.output.samples_per_shard, cfg.output.max_shard_bytes,
-                             retry_rejects=cfg.output.retry_rejects)
-        skip = writer.committed_clip_ids(include_rejected=not cfg.output.retry_rejects)
-        if use_ray:
+        plan = layout.resume_plan(out_dir, include_rejected=not cfg.output.retry_rejects)
+        todo = set(plan.pending_inputs([e.uri for e in entries]))
+        pending = [e for e in entries if e.uri in todo]
+        writer = shard_writer_spec(cfg)
+        if not pending:
+            commits: Iterator = iter(())
+        elif use_ray:
             init_ray(cfg)
-            rows = build_dataset(cfg, entries, skip).iter_rows()
+            commits = write_ray(build_dataset(cfg, pending, plan.partial_clip_ids), writer)
         else:
-            rows = iter_local(cfg, entries, skip)
-        clips = 0
+            commits = run_local(decoded_batches(cfg, pending, plan.partial_clip_ids),
+                                stage_specs(cfg, fuse=False), writer)
+        now = {"shards_committed_now": 0, "samples_written_now": 0, "rejects_written_now": 0,
+               "clips_processed_now": 0, "commit_bytes_received": 0}
         breaker = ErrorRateBreaker(**cfg.failures.model_dump())
-        with writer:
-            for row in rows:
-                state = ClipState.model_validate_json(row["meta"])
-                samples = [SampleToWrite(record, members) for record, members in read_payload(row["payload"])]
-                writer.add_clip(state.clip_id, samples, state.rejects, source=state.source_uri)
-                clips += 1
-                breaker.observe(state.rejects)  # raises BuildAborted on systematic failure
-        summary = writer.close()
-        summary.update(inputs=len(entries), clips_processed_now=clips, seconds=round(time.time() - t0, 2),
-                       config_hash=cfg.processing_hash(), out_dir=str(out_dir),
-                       executor="ray" if use_ray else "local")
+        for record in _raise_user_errors(commits):
+            now["shards_committed_now"] += 1
+            now["samples_written_now"] += record.num_samples
+            now["rejects_written_now"] += record.num_rejects
+            now["clips_processed_now"] += len(record.clip_ids)
+            now["commit_bytes_received"] += len(record.model_dump_json())
+            for signature in record.clip_failures or [""] * len(record.clip_ids):
+                breaker.observe_signature(signature or None)  # raises BuildAborted on systematic failure
+        committed = layout.list_commits(out_dir)
+        summary = {
+            "shards": sum(1 for c in committed if c.num_samples > 0),
+            "samples_total": layout.read_manifest(out_dir, committed).num_rows,
+            "rejects_total": layout.read_rejects(out_dir, committed).num_rows,
+            **now, "inputs": len(entries), "inputs_skipped_as_committed": len(entries) - len(pending),
+            "seconds": round(time.time() - t0, 2), "config_hash": cfg.processing_hash(), "out_dir": str(out_dir),
+            "executor": "ray" if use_ray else "local",
+        }
         summary["unaccounted_inputs"] = unaccounted_inputs(out_dir, [e.uri for e in entries])
         (out_dir / "run_summary.json").write_text(json.dumps(summary, indent=1))
         (out_dir / "config.json").write_text(cfg.model_dump_json(indent=1))
     return summary
+
+
+def _raise_user_errors(commits: Iterator):
+    """A worker's :class:`DiskFull` arrives wrapped in Ray's task errors: re-raise it as itself."""
+    try:
+        yield from commits
+    except DiskFull:
+        raise
+    except Exception as exc:
+        cause = exc
+        while cause is not None:
+            if isinstance(cause, DiskFull) or is_disk_full(cause):
+                raise DiskFull(errno.ENOSPC, str(cause).strip().splitlines()[-1]) from exc
+            cause = cause.__cause__ or cause.__context__
+        raise
 
 
 def unaccounted_inputs(out_dir: str | os.PathLike, inputs: list[str]) -> list[str]:
@@ -241,5 +289,5 @@ def unaccounted_inputs(out_dir: str | os.PathLike, inputs: list[str]) -> list[st
     return sorted(set(inputs) - seen)
 
 
-__all__ = ["BackendSpec", "build_dataset", "discover_inputs", "iter_local", "run_build", "stage_plan",
-           "unaccounted_inputs"]
+__all__ = ["BackendSpec", "build_dataset", "decoded_batches", "discover_inputs", "iter_local", "run_build",
+           "stage_plan", "stage_specs", "unaccounted_inputs"]

@@ -29,6 +29,9 @@ class CommitRecord(BaseModel):
     clip_sources: list[str] = Field(default_factory=list)
     #: Clips planned for each input this shard touches: an input is done when all of them are committed.
     planned: dict[str, int] = Field(default_factory=dict)
+    #: Per clip (aligned with ``clip_ids``): the failure signature of its first error reject, "" if none
+    #: (what the driver's error-rate circuit breaker watches).
+    clip_failures: list[str] = Field(default_factory=list)
     keys: list[str] = Field(default_factory=list)
     labels: dict[str, int] = Field(default_factory=dict)
     reject_reasons: dict[str, int] = Field(default_factory=dict)

@@ -112,7 +112,8 @@ def test_rerun_resumes_without_duplicates(built):
     cfg, summary, _, root = built
     shards_before = sorted(p.name for p in (root / "out" / "shards").iterdir())
     again = run_build(cfg)
-    assert again["clips_processed_now"] == 0  # committed clips and video-level rejects are both skipped
+    # every input is fully committed (the broken file by its video-level reject): nothing is even probed
+    assert again["clips_processed_now"] == 0 and again["inputs_skipped_as_committed"] == again["inputs"]
     assert again["samples_written_now"] == 0 and again["rejects_written_now"] == 0
     assert again["samples_total"] == summary["samples_total"]
     assert again["rejects_total"] == summary["rejects_total"]

@@ -16,17 +16,17 @@ from __future__ import annotations
 
 import hashlib
 import logging
-import traceback
-from typing import Any, ClassVar
+from typing import Any
 
 import numpy as np
-from pydantic import BaseModel, Field
+from pydantic import Field
 
-from dataset_builder.io.shard_writer import SampleToWrite, pack_fragment, unpack_fragment
+from dataset_builder.io.layout import JSON_MEMBER
+from dataset_builder.io.shard_writer import pack_fragment
 from dataset_builder.io.video import encode_alpha, encode_rgb, encode_static_rgb
-from dataset_builder.stages.base import batch_from_rows, rows_from_batch
+from dataset_builder.stages.base import RowStage, RowState
 from dataset_builder.stages.encode import foreground_rgb
-from schemas import LayeredSample, RejectRecord
+from schemas import LayeredSample
 
 log = logging.getLogger(__name__)
 
@@ -38,18 +38,18 @@ def stable_id(*parts: Any, n: int = 16) -> str:
     return hashlib.sha1("\x1f".join(str(p) for p in parts).encode()).hexdigest()[:n]
 
 
-class UnitState(BaseModel):
+class UnitState(RowState):
     unit_id: str
-    source_uri: str
     #: What to build (pair of sources, image path, ...), set by the driver.
     task: dict[str, Any] = Field(default_factory=dict)
     samples: list[LayeredSample] = Field(default_factory=list)
-    rejects: list[RejectRecord] = Field(default_factory=list)
-    rejected: bool = False
+
+    @property
+    def row_id(self) -> str:
+        return self.unit_id
 
     def reject(self, stage: str, reason: str, detail: str = "", object_id: int = -1) -> None:
-        self.rejects.append(RejectRecord(source_uri=self.source_uri, clip_id=self.unit_id, object_id=object_id,
-                                         stage=stage, reason=reason, detail=detail[:2000]))
+        self.reject_row(stage, reason, detail, object_id)
 
     def reject_unit(self, stage: str, reason: str, detail: str = "") -> None:
         self.reject(stage, reason, detail)
@@ -61,34 +61,19 @@ def empty_layers() -> dict[str, np.ndarray]:
             "bg": np.zeros((0, 0, 0, 0, 3), np.uint8), "blend": np.zeros((0, 0, 0, 0, 3), np.uint8)}
 
 
-class UnitStage:
-    """Per-unit logic with error capture: an exception becomes a reject of the unit, never a lost unit.
-    Subclasses set ``stage`` (the reject stage name) and implement :meth:`process`."""
+class UnitStage(RowStage):
+    """A stage of the derived pipelines (rows are units); error capture is :class:`RowStage`'s."""
 
-    stage: ClassVar[str]
+    state_cls = UnitState
 
-    def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-        rows = rows_from_batch(batch)
-        for row in rows:
-            state = UnitState.model_validate_json(row["meta"])
-            if not state.rejected:
-                try:
-                    self.process(state, row)
-                except Exception as exc:  # noqa: BLE001 - the point: every failure becomes a reject
-                    log.warning("%s failed on %s: %s", self.stage, state.unit_id, exc)
-                    state.reject_unit(self.stage, "error",
-                                      f"{type(exc).__name__}: {exc}\n" + traceback.format_exc(limit=3))
-            if state.rejected or not state.samples:
-                row.update(empty_layers())
-            row["meta"] = state.model_dump_json()
-        return batch_from_rows(rows)
-
-    def process(self, state: UnitState, row: dict[str, Any]) -> None:
-        raise NotImplementedError
+    def finish_row(self, state: UnitState, row: dict[str, Any]) -> None:
+        if state.rejected or not state.samples:
+            row.update(empty_layers())
 
 
-class EncodeLayersStage:
-    """Encode each sample's layers (H.264 RGB, FFV1 alpha) into a tar fragment; drops the raw arrays.
+class EncodeLayersStage(UnitStage):
+    """Encode each sample's layers (H.264 RGB, FFV1 alpha) and record into a tar fragment (the same
+    payload as the coarse encode stage); drops the raw arrays.
 
     Applies ``fg_fill`` outside the alpha, and repeats single-frame (static) layers to ``num_frames``.
     """
@@ -96,18 +81,21 @@ class EncodeLayersStage:
     def __init__(self, stage: str, crf: int = 18, fg_fill: int = 0, exact_static: bool = True):
         self.stage, self.crf, self.fg_fill, self.exact_static = stage, crf, fg_fill, exact_static
 
-    def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-        out = []
-        for row in rows_from_batch(batch):
-            state = UnitState.model_validate_json(row["meta"])
-            payload = b""
-            if not state.rejected and state.samples:
-                try:
-                    payload = self.encode(state, row)
-                except Exception as exc:  # noqa: BLE001 - recorded as a reject, never fatal
-                    state.reject_unit(self.stage, "encode_error", f"{type(exc).__name__}: {exc}")
-            out.append({"meta": state.model_dump_json(), "payload": payload})
-        return batch_from_rows(out)
+    def prepare(self, row: dict[str, Any]) -> None:
+        row["payload"] = b""
+
+    def process(self, state: UnitState, row: dict[str, Any]) -> None:
+        if state.samples:
+            row["payload"] = self.encode(state, row)
+
+    def on_error(self, state: UnitState, exc: Exception) -> None:
+        state.reject_unit(self.stage, "encode_error", f"{type(exc).__name__}: {exc}")
+
+    def finish_row(self, state: UnitState, row: dict[str, Any]) -> None:
+        for name in LAYER_COLUMNS:
+            row.pop(name, None)
+        if state.rejected:
+            row["payload"] = b""
 
     def encode(self, state: UnitState, row: dict[str, Any]) -> bytes:
         samples = {}
@@ -119,6 +107,7 @@ class EncodeLayersStage:
                 "alpha.mkv": encode_alpha(_to_length(layers["alpha"], n), fps),
                 "bg.mp4": self._rgb(layers["bg"], n, fps),
                 "blend.mp4": self._rgb(layers["blend"], n, fps),
+                JSON_MEMBER: record.model_dump_json().encode(),
             }
         return pack_fragment(samples)
 
@@ -134,12 +123,3 @@ def _to_length(frames: np.ndarray, num_frames: int) -> np.ndarray:
     if len(frames) == 1:
         return np.repeat(frames, num_frames, axis=0)
     raise ValueError(f"layer has {len(frames)} frames, record says {num_frames}")
-
-
-def samples_from_row(meta: str, payload: bytes) -> tuple[UnitState, list[SampleToWrite]]:
-    """Driver side: the unit's records and their encoded members, ready for ``ShardWriter.add_clip``."""
-    state = UnitState.model_validate_json(meta)
-    if state.rejected or not payload:
-        return state, []
-    members = unpack_fragment(payload)
-    return state, [SampleToWrite(record, members[record.key]) for record in state.samples]

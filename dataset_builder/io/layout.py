@@ -161,6 +161,65 @@ def committed_clip_ids(root: Root | None = None, include_rejected: bool = True,
     return {c for c, ok in done.items() if ok}
 
 
+@dataclass
+class ResumePlan:
+    """What a rerun may skip, from the commit records alone (no sample data is read).
+
+    ``done``: clips (units) whose latest commit counts as done; ``inputs_done``: inputs all of whose
+    planned clips are done; ``partial``: input -> its done clips, for inputs only partly committed.
+    """
+
+    done: set[str]
+    inputs_done: set[str]
+    partial: dict[str, list[str]]
+
+    @property
+    def partial_clip_ids(self) -> set[str]:
+        """The only ids the decode stage still needs to skip (bounded by what was in flight at a crash)."""
+        return {c for ids in self.partial.values() for c in ids}
+
+    def pending_inputs(self, inputs: list[str]) -> list[str]:
+        """Anti-join: ``inputs`` without the fully committed ones, order kept."""
+        if not self.inputs_done:
+            return list(inputs)
+        mask = pc.is_in(pa.array(inputs, pa.string()), value_set=pa.array(sorted(self.inputs_done), pa.string()))
+        return [uri for uri, done in zip(inputs, mask.to_pylist()) if not done]
+
+    def pending_units(self, unit_ids: list[str]) -> list[bool]:
+        """Anti-join of planned unit ids against ``done``: True where a unit still has to be built."""
+        if not self.done:
+            return [True] * len(unit_ids)
+        mask = pc.is_in(pa.array(unit_ids, pa.string()), value_set=pa.array(sorted(self.done), pa.string()))
+        return [not m for m in mask.to_pylist()]
+
+
+def resume_plan(root: Root | None = None, include_rejected: bool = True,
+                commits: list[CommitRecord] | None = None) -> ResumePlan:
+    """Group the committed clips by input: an input is done once as many of its clips are done as
+    were planned for it (``CommitRecord.planned``); a clip's latest commit decides (``retry_rejects``)."""
+    commits = list_commits(root) if commits is None else commits
+    latest: dict[str, tuple[str, bool]] = {}
+    planned: dict[str, int] = {}
+    for record in commits:
+        rejected = set(record.rejected_clip_ids)
+        sources = record.clip_sources
+        if len(sources) != len(record.clip_ids):  # records older than clip_sources
+            sources = [""] * len(record.clip_ids)
+        for clip_id, source in zip(record.clip_ids, sources):
+            latest[clip_id] = (source, include_rejected or clip_id not in rejected)
+        planned.update(record.planned)
+    by_input: dict[str, list[str]] = {}
+    done = set()
+    for clip_id, (source, ok) in latest.items():
+        if ok:
+            done.add(clip_id)
+            if source:
+                by_input.setdefault(source, []).append(clip_id)
+    inputs_done = {src for src, ids in by_input.items() if planned.get(src, 0) and len(ids) >= planned[src]}
+    partial = {src: ids for src, ids in by_input.items() if src not in inputs_done}
+    return ResumePlan(done, inputs_done, partial)
+
+
 def committed_shards(root: Root, commits: list[CommitRecord] | None = None) -> list[Path]:
     """Local paths of committed shards that hold samples, in commit order: what readers should open."""
     store = Storage.at(root)

@@ -69,6 +69,7 @@ class _OpenShard:
     rejects: list[dict] = field(default_factory=list)
     clip_ids: list[str] = field(default_factory=list)
     clip_sources: list[str] = field(default_factory=list)
+    clip_failures: list[str] = field(default_factory=list)
     rejected_clip_ids: list[str] = field(default_factory=list)
     planned: dict[str, int] = field(default_factory=dict)
     num_samples: int = 0
@@ -104,10 +105,10 @@ class ShardWriter:
 
     # -- writing --------------------------------------------------------------------------------
     def add_clip(self, clip_id: str, samples: list[SampleToWrite], rejects: list[RejectRecord],
-                 source: str = "", planned: int = 0) -> bool:
+                 source: str = "", planned: int = 0, failure: str = "") -> bool:
         """Write all samples and rejects of one clip. Returns False if it was already committed.
         ``source``/``planned``: the input it came from and how many clips were planned for that input
-        (recorded so resume can skip whole inputs)."""
+        (recorded so resume can skip whole inputs); ``failure``: its error signature, if any."""
         if clip_id in self._done:
             self.skipped_clips += 1
             return False
@@ -121,6 +122,7 @@ class ShardWriter:
         shard.rejects.extend(r.model_dump() for r in rejects)
         shard.clip_ids.append(clip_id)
         shard.clip_sources.append(source)
+        shard.clip_failures.append(failure)
         if source and planned:
             shard.planned[source] = planned
         if not samples:
@@ -174,7 +176,8 @@ class ShardWriter:
         record = CommitRecord(
             shard=name, num_samples=shard.num_samples, num_rejects=len(shard.rejects), bytes=shard.nbytes,
             clip_ids=shard.clip_ids, rejected_clip_ids=shard.rejected_clip_ids, clip_sources=shard.clip_sources,
-            planned=shard.planned, keys=[row["key"] for row in shard.manifest],
+            planned=shard.planned, clip_failures=shard.clip_failures if any(shard.clip_failures) else [],
+            keys=[row["key"] for row in shard.manifest],
             labels=dict(Counter(row["label"] for row in shard.manifest)),
             reject_reasons=dict(Counter(f"{r['stage']}:{r['reason']}" for r in shard.rejects)),
             writer=writer_id(),
@@ -371,6 +374,15 @@ def unpack_fragment(payload: bytes) -> dict[str, dict[str, bytes]]:
         for key, members in layout.index_tar(buf).items():
             for suffix, (offset, size) in members.items():
                 samples.setdefault(key, {})[suffix] = payload[offset:offset + size]
+    return samples
+
+
+def samples_from_payload(payload: bytes) -> list[SampleToWrite]:
+    """An encode stage's tar fragment -> the samples to write, in object order (records from ``.json``)."""
+    samples = []
+    for members in unpack_fragment(payload).values():
+        record = LayeredSample.model_validate_json(members.pop(layout.JSON_MEMBER))
+        samples.append(SampleToWrite(record, members))
     return samples
 
 

@@ -41,10 +41,35 @@ class ObjectState(BaseModel):
     captions: dict[str, str] = Field(default_factory=dict)
 
 
-class ClipState(BaseModel):
-    clip_id: str
+class RowState(BaseModel):
+    """What every pipeline's row carries: the unit of commit (a clip, a copy-paste pair, an image),
+    where it came from, and its rejects so far. The writer needs nothing else."""
+
     source_uri: str
     source_sha1: str = ""
+    #: Units planned for this row's input (0: unknown); resume skips an input once all are committed.
+    clips_planned: int = 0
+    rejects: list[RejectRecord] = Field(default_factory=list)
+    #: Set once the whole unit is rejected; later stages pass it through untouched.
+    rejected: bool = False
+
+    @property
+    def row_id(self) -> str:
+        raise NotImplementedError
+
+    @property
+    def input_key(self) -> str:
+        """The input's identity for resume (``layout.resume_plan``): its uri."""
+        return self.source_uri
+
+    def reject_row(self, stage: str, reason: str, detail: str = "", object_id: int = -1) -> None:
+        """Record a reject against this unit (``object_id`` -1: the whole unit) without ending it."""
+        self.rejects.append(RejectRecord(source_uri=self.source_uri, clip_id=self.row_id, object_id=object_id,
+                                         stage=stage, reason=reason, detail=detail[:2000]))
+
+
+class ClipState(RowState):
+    clip_id: str
     start_frame: int = 0
     frame_stride: int = 1
     source_fps: float = 0.0
@@ -55,25 +80,20 @@ class ClipState(BaseModel):
     config_hash: str = ""
     tags: list[dict[str, Any]] = Field(default_factory=list)
     objects: list[ObjectState] = Field(default_factory=list)
-    rejects: list[RejectRecord] = Field(default_factory=list)
     backends: dict[str, str] = Field(default_factory=dict)
     #: stage -> model fingerprint + library versions, as measured in the worker (``models.provenance``)
     revisions: dict[str, str] = Field(default_factory=dict)
-    #: Set once the whole clip is rejected; later stages pass it through untouched.
-    rejected: bool = False
+
+    @property
+    def row_id(self) -> str:
+        return self.clip_id
 
     def reject_clip(self, stage: str, reason: str, detail: str = "") -> None:
-        self.rejects.append(
-            RejectRecord(source_uri=self.source_uri, clip_id=self.clip_id, stage=stage, reason=reason,
-                         detail=detail[:2000])
-        )
+        self.reject_row(stage, reason, detail)
         self.rejected = True
 
     def reject_object(self, obj: ObjectState, stage: str, reason: str, detail: str = "") -> None:
-        self.rejects.append(
-            RejectRecord(source_uri=self.source_uri, clip_id=self.clip_id, object_id=obj.object_id,
-                         stage=stage, reason=reason, detail=detail[:2000])
-        )
+        self.reject_row(stage, reason, detail, object_id=obj.object_id)
 
 
 def empty_frames() -> np.ndarray:
@@ -126,37 +146,61 @@ def drop_heavy(row: dict[str, Any]) -> None:
         row["foregrounds"] = empty_backgrounds()
 
 
-class ClipStage:
-    """Wraps per-clip logic with error capture: an exception becomes a reject row, never a lost clip.
+class RowStage:
+    """The one error-capturing stage wrapper of every pipeline: the row state is parsed once per row,
+    an exception in :meth:`process` becomes a reject of that unit (never a lost unit, never a failed
+    batch), and :meth:`finish_row` lets a stage drop what a rejected row no longer needs.
 
-    Subclasses set ``stage`` and implement :meth:`process`, which mutates ``state`` and ``row``.
+    Subclasses set ``stage`` (the reject stage name) and ``state_cls``, and implement :meth:`process`,
+    which mutates ``state`` and ``row``. :class:`~dataset_builder.stages.chain.StageChain` calls
+    :meth:`run` directly so fused stages share one parse.
     """
 
     stage: ClassVar[str]
+    state_cls: ClassVar[type[RowState]]
 
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         rows = rows_from_batch(batch)
-        for row in rows:
+        states = [self.state_cls.model_validate_json(row["meta"]) for row in rows]
+        self.run(rows, states)
+        for row, state in zip(rows, states):
+            row["meta"] = state.model_dump_json()
+        return batch_from_rows(rows)
+
+    def run(self, rows: list[dict[str, Any]], states: list[RowState]) -> None:
+        for row, state in zip(rows, states):
             self.prepare(row)
-            state = ClipState.model_validate_json(row["meta"])
             if not state.rejected:
                 try:
                     self.process(state, row)
                 except Exception as exc:  # the point: every failure is recorded, none is fatal
-                    log.warning("stage %s failed on %s: %s", self.stage, state.clip_id, exc)
-                    reason = "oom" if is_oom(exc) else "error"  # OOM left after the backend's batch back-off
-                    state.reject_clip(self.stage, reason, f"{type(exc).__name__}: {exc}\n"
-                                      + traceback.format_exc(limit=3))
-                if state.rejected:
-                    drop_heavy(row)
-            row["meta"] = state.model_dump_json()
-        return batch_from_rows(rows)
+                    log.warning("stage %s failed on %s: %s", self.stage, state.row_id, exc)
+                    self.on_error(state, exc)
+            self.finish_row(state, row)
+
+    def on_error(self, state: RowState, exc: Exception) -> None:
+        reason = "oom" if is_oom(exc) else "error"  # OOM left after the backend's batch back-off
+        state.reject_row(self.stage, reason, f"{type(exc).__name__}: {exc}\n" + traceback.format_exc(limit=3))
+        state.rejected = True
 
     def prepare(self, row: dict[str, Any]) -> None:
         """Called on every row, rejected or not (e.g. to add a column all rows must have)."""
 
-    def process(self, state: ClipState, row: dict[str, Any]) -> None:
+    def process(self, state, row: dict[str, Any]) -> None:
         raise NotImplementedError
+
+    def finish_row(self, state, row: dict[str, Any]) -> None:
+        """Called on every row after :meth:`process` (or its failure)."""
+
+
+class ClipStage(RowStage):
+    """A stage of the coarse pipeline (rows are clips, see the module docstring)."""
+
+    state_cls = ClipState
+
+    def finish_row(self, state: ClipState, row: dict[str, Any]) -> None:
+        if state.rejected:
+            drop_heavy(row)
 
 
 class BackendStage(ClipStage):

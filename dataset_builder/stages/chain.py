@@ -2,12 +2,14 @@
 
 On a laptop, separate actor pools per CPU stage cost more in object-store copies of raw frames than
 they gain; the ``cpu`` profile fuses consecutive CPU stages into one chain. GPU stages keep their
-own pools so each model gets its own GPU fraction.
+own pools so each model gets its own GPU fraction. The row state is parsed once for the whole chain.
 """
 
 from __future__ import annotations
 
 from typing import Any
+
+from dataset_builder.stages.base import batch_from_rows, rows_from_batch
 
 
 class StageChain:
@@ -15,8 +17,12 @@ class StageChain:
         self.stages = [cls(**kwargs) for cls, kwargs in stages]
 
     def __call__(self, batch):
+        rows = rows_from_batch(batch)
+        if not rows:
+            return batch
+        states = [self.stages[0].state_cls.model_validate_json(row["meta"]) for row in rows]
         for stage in self.stages:
-            if len(next(iter(batch.values()), [])) == 0:
-                break
-            batch = stage(batch)
-        return batch
+            stage.run(rows, states)
+        for row, state in zip(rows, states):
+            row["meta"] = state.model_dump_json()
+        return batch_from_rows(rows)

@@ -30,6 +30,13 @@ def failure_signature(reject: RejectRecord) -> str:
     return f"{reject.stage}: {first[:200]}"
 
 
+def clip_failure(rejects: list[RejectRecord]) -> str:
+    """The clip's error signature (clip-level errors first); "" when it failed for no error."""
+    errors = [r for r in rejects if r.reason in ERROR_REASONS and r.object_id < 0]
+    errors = errors or [r for r in rejects if r.reason in ERROR_REASONS]
+    return failure_signature(errors[0]) if errors else ""
+
+
 class ErrorRateBreaker:
     def __init__(self, max_error_rate: float = 0.5, window: int = 200, min_clips: int = 20) -> None:
         if not 0.0 <= max_error_rate <= 1.0:
@@ -43,9 +50,12 @@ class ErrorRateBreaker:
 
     def observe(self, rejects: Iterable[RejectRecord]) -> None:
         """Record one committed clip (its rejects); raise :class:`BuildAborted` when the bound is exceeded."""
-        errors = [r for r in rejects if r.reason in ERROR_REASONS and r.object_id < 0]  # clip-level first
-        errors = errors or [r for r in rejects if r.reason in ERROR_REASONS]
-        self.recent.append(failure_signature(errors[0]) if errors else None)
+        self.observe_signature(clip_failure(list(rejects)) or None)
+
+    def observe_signature(self, signature: str | None) -> None:
+        """Record one committed clip by its failure signature (None: no error), as the writer stage
+        reports it in ``CommitRecord.clip_failures``."""
+        self.recent.append(signature)
         self.seen += 1
         if len(self.recent) < self.min_clips or self.max_error_rate >= 1.0:
             return

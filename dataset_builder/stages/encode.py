@@ -1,7 +1,7 @@
 """Stage ``encode``: per object, encode fg / alpha / bg / blend and its json into a tar fragment.
 
-Encoding runs on the workers (it is the CPU-heavy part of writing); the driver-side writer then only
-copies bytes into shards. Heavy arrays are dropped here, so rows reaching the driver are small.
+Encoding runs on the workers (it is the CPU-heavy part of writing); the writer stage then only copies
+bytes into shards. Heavy arrays are dropped here.
 """
 
 from __future__ import annotations
@@ -9,7 +9,8 @@ from __future__ import annotations
 import numpy as np
 
 from dataset_builder import __version__
-from dataset_builder.io.shard_writer import pack_fragment, unpack_fragment
+from dataset_builder.io.layout import JSON_MEMBER, sample_key
+from dataset_builder.io.shard_writer import pack_fragment
 from dataset_builder.io.video import encode_alpha, encode_rgb
 from dataset_builder.stages.base import ClipStage, ClipState, drop_heavy
 from schemas import LAYER_MEMBERS, Captions, LayeredSample, Provenance
@@ -22,10 +23,6 @@ def foreground_rgb(frames: np.ndarray, alpha: np.ndarray, fill: int) -> np.ndarr
     visible = alpha > 0
     fg[visible] = frames[visible]
     return fg
-
-
-def sample_key(clip_id: str, object_id: int) -> str:
-    return f"{clip_id}_{object_id:02d}"
 
 
 class EncodeStage(ClipStage):
@@ -67,16 +64,7 @@ class EncodeStage(ClipStage):
                 LAYER_MEMBERS["alpha"]: encode_alpha(masks[i], fps),
                 LAYER_MEMBERS["bg"]: encode_rgb(backgrounds[i], fps, self.crf),
                 LAYER_MEMBERS["blend"]: blend,
-                "json": record.model_dump_json().encode(),
+                JSON_MEMBER: record.model_dump_json().encode(),
             }
         row["payload"] = pack_fragment(samples)
         drop_heavy(row)
-
-
-def read_payload(payload: bytes) -> list[tuple[LayeredSample, dict[str, bytes]]]:
-    """Inverse of the encode stage: tar fragment -> [(record, {suffix: bytes})] in object order."""
-    out = []
-    for members in unpack_fragment(payload).values():
-        record = LayeredSample.model_validate_json(members.pop("json"))
-        out.append((record, members))
-    return out

@@ -97,8 +97,9 @@ class SampleClips:
         try:
             if cfg.detect_cuts:
                 chosen = self._decode_in_shots(uri, info, stride, keep)
+                planned = len(chosen)
             else:
-                chosen = self._decode_planned(uri, info, fingerprint, stride, keep)
+                chosen, planned = self._decode_planned(uri, info, fingerprint, stride, keep)
         except ClipPlanError as exc:
             return self._video_reject(uri, "too_short", str(exc))
         except _Truncated as exc:
@@ -115,6 +116,7 @@ class SampleClips:
                 frame_stride=plan.frame_stride, source_fps=info.fps,
                 fps=(info.fps / plan.frame_stride) if info.fps else cfg.target_fps,
                 num_frames=cfg.num_frames, height=cfg.height, width=cfg.width, config_hash=self.config_hash,
+                clips_planned=planned,  # resume skips the input once this many of its clips are committed
             )
             rows.append(_row(state, np.stack(frames)))
         return rows
@@ -143,12 +145,14 @@ class SampleClips:
             raise _Truncated(short_decode_detail(uri, decoded, info.expected_frames))
         return collector.finish()
 
-    def _decode_planned(self, uri, info: VideoInfo, fingerprint: str, stride: int, keep):
+    def _decode_planned(self, uri, info: VideoInfo, fingerprint: str, stride: int, keep
+                        ) -> tuple[list[tuple[ClipPlan, list]], int]:
+        """(decoded clips not yet committed, number of clips planned for the video)."""
         cfg = self.cfg
         plans = plan_clips(info.num_frames, cfg.num_frames, stride, cfg.max_clips_per_video, cfg.clip_gap)
         todo = [p for p in plans if make_clip_id(fingerprint, p, self.config_hash) not in self.skip]
         if not todo:
-            return []
+            return [], len(plans)
         wanted: dict[int, list[list]] = {}
         frames_of = {p: [] for p in todo}
         for plan in todo:
@@ -165,7 +169,7 @@ class SampleClips:
         decoded = _stream(uri, take, stop_after=last, expected=info.expected_frames)
         if decoded <= last:
             raise _Truncated(short_decode_detail(uri, decoded, info.expected_frames))
-        return [(p, frames_of[p]) for p in todo]
+        return [(p, frames_of[p]) for p in todo], len(plans)
 
     def _video_reject(self, uri: str, reason: str, detail: str) -> list[dict[str, Any]]:
         """The one reject row of a video that yields no clip; none when already committed."""
@@ -173,7 +177,7 @@ class SampleClips:
         clip_id = make_video_reject_id(key, self.config_hash)
         if clip_id in self.skip:
             return []
-        state = ClipState(clip_id=clip_id, source_uri=uri, config_hash=self.config_hash)
+        state = ClipState(clip_id=clip_id, source_uri=uri, config_hash=self.config_hash, clips_planned=1)
         state.reject_clip(self.stage, reason, detail)
         return [_row(state, empty_frames())]
 

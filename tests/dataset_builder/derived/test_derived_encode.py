@@ -5,7 +5,8 @@ from __future__ import annotations
 import numpy as np
 from .conftest import H, W, synthetic_image
 
-from dataset_builder.derived.common import EncodeLayersStage, UnitState, samples_from_row
+from dataset_builder.derived.common import EncodeLayersStage, UnitState
+from dataset_builder.io.shard_writer import samples_from_payload
 from dataset_builder.io.video import encode_static_rgb
 from dataset_builder.io.video import decode_bytes, encode_rgb
 from schemas import Captions, LayeredSample, Provenance
@@ -37,7 +38,7 @@ def test_encode_stage_round_trip_static_sample():
              "blend": bg.copy()}
     out = EncodeLayersStage("image_layers", fg_fill=7)(batch)
     assert set(out) == {"meta", "payload"}
-    state, samples = samples_from_row(out["meta"][0], out["payload"][0])
+    samples = samples_from_payload(out["payload"][0])
     assert [s.record.key for s in samples] == ["u_0"]
     members = samples[0].members
     assert sorted(members) == ["alpha.mkv", "bg.mp4", "blend.mp4", "fg.mp4"]
@@ -55,6 +56,6 @@ def test_encode_stage_turns_failures_into_rejects():
     batch = {"meta": np.array([state.model_dump_json()], dtype=object), "fg": bad,
              "alpha": np.zeros((1, 1, 3, H, W), np.uint8), "bg": bad, "blend": bad}
     out = EncodeLayersStage("copypaste")(batch)
-    state, samples = samples_from_row(out["meta"][0], out["payload"][0])
-    assert state.rejected and not samples
+    state = UnitState.model_validate_json(out["meta"][0])
+    assert state.rejected and out["payload"][0] == b""
     assert (state.rejects[0].stage, state.rejects[0].reason) == ("copypaste", "encode_error")

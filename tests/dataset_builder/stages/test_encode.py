@@ -2,10 +2,10 @@ import numpy as np
 import webdataset as wds
 
 from dataset_builder.io.layout import committed_shards
-from dataset_builder.io.shard_writer import SampleToWrite, ShardWriter
+from dataset_builder.io.shard_writer import ShardWriter, samples_from_payload
 from dataset_builder.io.video import decode_bytes
 from dataset_builder.stages.base import ClipState, ObjectState, batch_from_rows, rows_from_batch
-from dataset_builder.stages.encode import EncodeStage, foreground_rgb, read_payload
+from dataset_builder.stages.encode import EncodeStage, foreground_rgb
 from schemas import LAYER_MEMBERS, LayeredSample
 
 
@@ -34,9 +34,9 @@ def test_encode_payload_roundtrip_and_shard_read(tmp_path):
     row = _row()
     out = rows_from_batch(EncodeStage(crf=12, fg_fill=0)(batch_from_rows([row])))[0]
     assert out["frames"].size == 0  # heavy arrays dropped before reaching the driver
-    samples = read_payload(out["payload"])
+    samples = samples_from_payload(out["payload"])
     assert len(samples) == 1
-    record, members = samples[0]
+    record, members = samples[0].record, samples[0].members
     assert record.key == "abc_03" and record.captions.blend == "a dog on grass"
     assert record.scores["tag:dog"] == 0.7 and record.provenance.config_hash == "h"
     assert set(members) == set(LAYER_MEMBERS.values())
@@ -45,7 +45,7 @@ def test_encode_payload_roundtrip_and_shard_read(tmp_path):
     bg = decode_bytes(members["bg.mp4"])
     assert np.abs(bg.astype(int) - 77).max() <= 2
     with ShardWriter(tmp_path) as writer:
-        writer.add_clip(record.clip_id, [SampleToWrite(r, m) for r, m in samples], [])
+        writer.add_clip(record.clip_id, samples, [])
     got = list(wds.WebDataset([str(p) for p in committed_shards(tmp_path)], shardshuffle=False))
     assert LayeredSample.model_validate_json(got[0]["json"]) == record
 
@@ -56,4 +56,4 @@ def test_rejected_clip_gets_empty_payload():
     state.reject_clip("caption", "error")
     row["meta"] = state.model_dump_json()
     out = rows_from_batch(EncodeStage()(batch_from_rows([row])))[0]
-    assert out["payload"] == b"" and read_payload(out["payload"]) == []
+    assert out["payload"] == b"" and samples_from_payload(out["payload"]) == []
