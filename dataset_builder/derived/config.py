@@ -64,9 +64,12 @@ class VideoMattingSet(Strict):
     label: str = "person"
     #: Recorded in every sample's provenance (most matting sets are research-only, see README).
     license: str = ""
-    #: First frame and temporal stride of the window taken from each clip.
+    #: First frame and temporal stride of the window(s) taken from each clip.
     start: int = 0
     stride: int = 1
+    #: Windows of ``frames.num_frames`` frames per clip, spread evenly from ``start`` to the clip's end
+    #: (VideoMatte240K clips run for hundreds of frames; one window would use a few percent of them).
+    windows_per_clip: int = Field(1, ge=1)
 
 
 class CoarseQA(Strict):
@@ -164,7 +167,8 @@ class CopyPasteConfig(Strict):
             "frames": self.frames.model_dump(),
             "paste": self.paste.model_dump(),
             "bg_video": [self.input.bg_video_stride, self.input.bg_video_start],
-            "matting": [m.model_dump(include={"start", "stride", "label"}) for m in self.input.fg_matting],
+            "matting": [m.model_dump(include={"start", "stride", "label", "windows_per_clip"})
+                        for m in self.input.fg_matting],
             "captioner": _backend_identity(self.captioner),
             "output": self.output.model_dump(include={"crf", "fg_fill"}),
         })

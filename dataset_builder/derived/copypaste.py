@@ -30,7 +30,12 @@ from dataset_builder.derived.common import UnitStage, UnitState, stable_id
 from dataset_builder.derived.config import CopyPasteConfig, Stage3Mix
 from dataset_builder.derived.sources.base import Problem, SourceError
 from dataset_builder.derived.sources.coarse_qa import qa_verdict
-from dataset_builder.derived.sources.video_matting import discover_video_matting, read_matting_clip
+from dataset_builder.derived.sources.video_matting import (
+    clip_length,
+    discover_video_matting,
+    read_matting_clip,
+    window_starts,
+)
 from dataset_builder.io import layout
 from dataset_builder.io.video import decode_bytes, decode_frames
 from dataset_builder.ops.clips import resize_frames
@@ -150,11 +155,24 @@ def matting_refs(cfg: CopyPasteConfig) -> tuple[list[SourceRef], list[Problem]]:
         problems += found
         for clip in clips:
             fg, alpha = Path(clip.fg), Path(clip.alpha)
-            refs.append(SourceRef(
-                kind="matting", uri=clip.fg, alpha_uri=clip.alpha, source_uri=clip.fg, label=mset.label,
-                start_frame=mset.start, frame_stride=mset.stride, license=mset.license,
-                fingerprint=stable_id(_fingerprint(fg), _fingerprint(alpha)),
-            ))
+            starts = [mset.start]
+            if mset.windows_per_clip > 1:
+                try:
+                    length = clip_length(fg)
+                except SourceError as exc:
+                    problems.append(Problem(clip.fg, exc.reason, exc.detail))
+                    continue
+                starts = window_starts(length, cfg.frames.num_frames, mset.stride, mset.windows_per_clip, mset.start)
+                if not starts:
+                    problems.append(Problem(clip.fg, "too_short", f"{length} frames < one window ({clip.fg})"))
+                    continue
+            content = stable_id(_fingerprint(fg), _fingerprint(alpha))
+            for start in starts:  # the first window keeps the single-window id, so earlier runs resume
+                refs.append(SourceRef(
+                    kind="matting", uri=clip.fg, alpha_uri=clip.alpha, source_uri=clip.fg, label=mset.label,
+                    start_frame=start, frame_stride=mset.stride, license=mset.license,
+                    fingerprint=content if start == mset.start else stable_id(content, start),
+                ))
     return refs, problems
 
 

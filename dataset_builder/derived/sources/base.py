@@ -46,6 +46,11 @@ def expand_entries(entries: list[str]) -> list[Path]:
     return list(dict.fromkeys(out))
 
 
+def folders_under(root: Path) -> list[Path]:
+    """``root`` and every folder below it, in natural order (where a reader looks for its layout)."""
+    return [root, *sorted((p for p in root.rglob("*") if p.is_dir()), key=lambda p: natural_key(str(p)))]
+
+
 def find_child(folder: Path, names: list[str] | tuple[str, ...]) -> Path | None:
     """The first existing sub-folder of ``folder`` among ``names`` (exact case first, then any case)."""
     for name in names:

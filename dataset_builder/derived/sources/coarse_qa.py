@@ -14,20 +14,15 @@ import math
 def qa_verdict(scores: dict[str, float], min_scores: dict[str, float], max_scores: dict[str, float],
                require: bool = True) -> tuple[str, str] | None:
     """None if ``scores`` pass every threshold, else (reject reason, detail)."""
-    for key, bound in sorted(min_scores.items()):
+    checks = [(key, bound, True) for key, bound in sorted(min_scores.items())]
+    checks += [(key, bound, False) for key, bound in sorted(max_scores.items())]
+    for key, bound, is_min in checks:
         value = scores.get(key)
         if value is None or not math.isfinite(value):
             if require:
-                return "qa_score_missing", f"no finite {key!r} score (needs >= {bound})"
-            continue
-        if value < bound:
+                return "qa_score_missing", f"no finite {key!r} score (needs {'>=' if is_min else '<='} {bound})"
+        elif is_min and value < bound:
             return "qa_below_threshold", f"{key}={value:.4g} < {bound}"
-    for key, bound in sorted(max_scores.items()):
-        value = scores.get(key)
-        if value is None or not math.isfinite(value):
-            if require:
-                return "qa_score_missing", f"no finite {key!r} score (needs <= {bound})"
-            continue
-        if value > bound:
+        elif not is_min and value > bound:
             return "qa_above_threshold", f"{key}={value:.4g} > {bound}"
     return None

@@ -28,6 +28,7 @@ from dataset_builder.derived.sources.base import (
     Problem,
     SourceError,
     entries_by_stem,
+    folders_under,
     find_child,
     natural_key,
     read_alpha,
@@ -64,7 +65,7 @@ def discover_image_matting(root: str | Path, backgrounds: list[Path] | None = No
     refs: list[MattingImageRef] = []
     problems: list[Problem] = []
     pool_extra = sorted(backgrounds or [], key=lambda p: natural_key(str(p)))
-    folders = [root, *sorted((p for p in root.rglob("*") if p.is_dir()), key=lambda p: natural_key(str(p)))]
+    folders = folders_under(root)
     for folder in folders:
         alpha_dir = find_child(folder, alpha_dirs)
         image_dir, fg_dir = find_child(folder, image_dirs), find_child(folder, fg_dirs)

@@ -25,8 +25,8 @@ from dataset_builder.derived.sources.base import (
     Problem,
     SourceError,
     entries_by_stem,
+    folders_under,
     frame_files,
-    natural_key,
     read_image,
 )
 
@@ -71,7 +71,7 @@ def discover_video_matting(root: str | Path, layout: str = "videomatte", fg_dir:
     if layout in ("videomatte", "dirs"):
         if layout == "videomatte":
             fg_dir, alpha_dir = "fgr", "pha"
-        folders = [root, *sorted((p for p in root.rglob("*") if p.is_dir()), key=lambda p: natural_key(str(p)))]
+        folders = folders_under(root)
         for folder in folders:
             if (folder / fg_dir).is_dir() and (folder / alpha_dir).is_dir():
                 r, p = _pair_dirs(folder / fg_dir, folder / alpha_dir, root)
@@ -80,7 +80,7 @@ def discover_video_matting(root: str | Path, layout: str = "videomatte", fg_dir:
         if not refs and not problems:
             problems.append(Problem(str(root), "source_empty", f"no {fg_dir}/ + {alpha_dir}/ folders under {root}"))
     elif layout == "suffix":
-        for folder in [root, *sorted(p for p in root.rglob("*") if p.is_dir())]:
+        for folder in folders_under(root):
             files = {p.stem: p for p in sorted(folder.iterdir()) if p.suffix.lower() in VIDEO_EXTS}
             for stem, fg in files.items():
                 if not stem.endswith(fg_suffix):
@@ -97,6 +97,31 @@ def discover_video_matting(root: str | Path, layout: str = "videomatte", fg_dir:
     else:
         raise ValueError(f"unknown video matting layout {layout!r}")
     return refs, problems
+
+
+def clip_length(path: str | Path) -> int:
+    """Frames in a video (container header) or a frame folder. Raises SourceError if unreadable."""
+    from dataset_builder.io.video import probe_video
+
+    path = Path(path)
+    if path.is_dir():
+        return len(frame_files(path))
+    try:
+        return probe_video(path).num_frames
+    except Exception as exc:  # noqa: BLE001 - any probe failure is this entry's reject reason
+        raise SourceError("fg_unreadable", f"{path}: {type(exc).__name__}: {exc}") from exc
+
+
+def window_starts(length: int, count: int, stride: int, windows: int, first: int = 0) -> list[int]:
+    """Start frames of ``windows`` windows of ``count`` frames (every ``stride``-th) spread evenly over
+    ``[first, length)``; fewer when the clip is short, none when not even one fits."""
+    span = (count - 1) * stride + 1
+    last = length - span
+    if last < first:
+        return []
+    if windows == 1 or last == first:
+        return [first]
+    return sorted({round(first + k * (last - first) / (windows - 1)) for k in range(windows)})
 
 
 def _read_frames(path: Path, start: int, count: int, stride: int, what: str) -> tuple[np.ndarray, float]:

@@ -212,3 +212,19 @@ def test_default_coarse_gate_reads_the_coarse_qa_scores(tmp_path, layouts):
     assert [p.fg.key for p in plan.pairs] == ["coarse000_0"]
     assert [(r.reason, r.detail.startswith("coarse001_0: qa_soft_visible_share=0.5")) for r in plan.rejects] == [
         ("qa_above_threshold", True)]
+
+
+def test_several_windows_per_matting_clip(layouts):
+    """Long matting clips give several fg sources (distinct windows), each paired; a clip shorter than one
+    window is a too_short reject at planning."""
+    cfg = cp_cfg(layouts)
+    cfg.input.fg_matting[0].windows_per_clip = 3
+    plan = cp.plan_copypaste(cfg)  # bundled clips have T + 2 frames: windows start at 0, 1, 2
+    starts = sorted((p.fg.uri.rsplit("/", 1)[-1], p.fg.start_frame) for p in plan.pairs)
+    assert starts == [(clip, s) for clip in ("0000.mp4", "0001.mp4", "0002") for s in (0, 1, 2)]
+    assert len({p.unit_id for p in plan.pairs}) == 9
+    single = {p.fg.id for p in cp.plan_copypaste(cp_cfg(layouts)).pairs}
+    assert single <= {p.fg.id for p in plan.pairs}  # window 0 keeps the one-window id: earlier runs resume
+    cfg.frames.num_frames = 64
+    reasons = sorted(r.reason for r in cp.plan_copypaste(cfg).rejects)
+    assert reasons == ["missing_alpha", "too_short", "too_short", "too_short"]

@@ -206,3 +206,12 @@ def test_mulan_instance_captions_give_short_labels():
     assert caption_label("a black dog.") == "black dog"
     assert caption_label("An ellipse") == "ellipse"
     assert caption_label("a man riding a red bicycle down the road") == ""  # a sentence is not a label
+
+
+def test_window_starts_spread_over_the_clip():
+    assert video_matting.window_starts(100, 16, 1, 1) == [0]
+    assert video_matting.window_starts(100, 16, 1, 3) == [0, 42, 84]
+    assert video_matting.window_starts(100, 16, 3, 2) == [0, 54]  # span (16 - 1) * 3 + 1 = 46
+    assert video_matting.window_starts(17, 16, 1, 5) == [0, 1]  # only two distinct windows fit
+    assert video_matting.window_starts(15, 16, 1, 2) == []
+    assert video_matting.window_starts(40, 16, 1, 2, first=10) == [10, 24]
