@@ -14,6 +14,8 @@ from typing import Any, Literal
 
 from pydantic import Field, model_validator
 
+from dataset_builder.derived.matting import resolved_saliency
+
 from dataset_builder.config import (
     BackendSpec,
     OutputConfig,
@@ -217,8 +219,13 @@ class MattingConfig(Strict):
     grabcut_iters: int = 5
     #: Half-width of the trimap's unknown band, as a fraction of the working image diagonal.
     trimap_band: float = 0.02
-    #: Weight of the centre prior against spectral-residual saliency (0..1).
+    #: Weight of the centre prior against the saliency map (0..1).
     center_weight: float = 0.5
+    #: Saliency that seeds GrabCut: U^2-Net (the pretrained CPU model fetched by ``make cpu-models``),
+    #: spectral residual (no weights), or auto (U^2-Net when its runtime and file are present).
+    saliency: Literal["auto", "u2net", "spectral"] = "auto"
+    #: Centre-prior weight used with U^2-Net (a learned salient-object map needs far less of it).
+    u2net_center_weight: float = 0.15
     #: Objects covering less / more of the image than this are rejected.
     min_area: float = 0.01
     max_area: float = 0.85
@@ -262,7 +269,7 @@ class ImageLayersConfig(Strict):
     def processing_hash(self) -> str:
         return _hash({
             "frames": self.frames.model_dump(),
-            "matting": self.matting.model_dump(),
+            "matting": {**self.matting.model_dump(), "saliency": resolved_saliency(self.matting.saliency)},
             "layers": self.layers.model_dump(),
             "captions": self.captions.model_dump(),
             "inpaint": self.inpaint.model_dump(include={"name", "model_dir", "options", "dtype"}),

@@ -38,7 +38,7 @@ from dataset_builder import __version__
 from dataset_builder.ops.clips import file_fingerprint
 from dataset_builder.derived.common import UnitStage, UnitState, stable_id
 from dataset_builder.derived.config import ImageInput, ImageLayersConfig
-from dataset_builder.derived.matting import estimate_foreground, matte_salient_object
+from dataset_builder.derived.matting import estimate_foreground, load_saliency_model, matte_salient_object
 from dataset_builder.derived.sources.base import Problem, SourceError, expand_entries
 from dataset_builder.derived.sources.image_matting import (
     MattingImageRef,
@@ -269,12 +269,19 @@ class ImageLayersStage(UnitStage):
         self.exts = {e.lower() for e in self.cfg.input.extensions}
         self._inpainter: tuple[Any, str] | None = None
         self._captioner: Any = None
+        self._saliency: Any = False  # not loaded yet (None is a valid loaded value: spectral residual)
 
     def inpainter(self) -> tuple[Any, str]:
         """Built on first use, so runs over decomposed folders only never load an inpainting model."""
         if self._inpainter is None:
             self._inpainter = build_inpainter(self.cfg)
         return self._inpainter
+
+    def saliency_model(self) -> Any:
+        """U^2-Net (or None: spectral residual), loaded once per actor on first use."""
+        if self._saliency is False:
+            self._saliency = load_saliency_model(self.cfg.matting.saliency)
+        return self._saliency
 
     def captioner(self) -> Any:
         if self._captioner is None:
@@ -307,8 +314,9 @@ class ImageLayersStage(UnitStage):
         h, w = self.cfg.frames.height, self.cfg.frames.width
         image = resize_frames(rgba[None, ..., :3], h, w)[0]
         m = self.cfg.matting
+        model = self.saliency_model()
         alpha = matte_salient_object(image, m.working_size, m.method, m.grabcut_iters, m.trimap_band,
-                                     m.center_weight)
+                                     m.u2net_center_weight if model is not None else m.center_weight, model)
         area = float(alpha.mean() / 255.0)
         if not m.min_area <= area <= m.max_area:
             state.reject(STAGE, "no_object" if area < m.min_area else "object_too_large", f"area {area:.3f}")
@@ -319,7 +327,8 @@ class ImageLayersStage(UnitStage):
         label = self.cfg.captions.label
         captions, captioner_name = self._captions(fg, alpha, bg, blend, label)
         scores = {"alpha_coverage": area, "recompose_psnr": psnr(blend, image)}
-        backends = {"matting": f"saliency+grabcut+{m.method}", "inpaint": inpainter_name, "caption": captioner_name}
+        saliency = "spectral" if model is None else "u2net"
+        backends = {"matting": f"{saliency}+grabcut+{m.method}", "inpaint": inpainter_name, "caption": captioner_name}
         state.samples.append(self._record(state, task, 0, label, captions, scores, backends, ["matted"]))
         return [{"fg": fg, "alpha": alpha, "bg": bg, "blend": blend}]
 

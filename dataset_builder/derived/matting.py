@@ -35,11 +35,43 @@ def center_prior(height: int, width: int, sigma: float = 0.3) -> np.ndarray:
     return np.exp(-(y[:, None] ** 2 + x[None, :] ** 2) / (2 * sigma**2))
 
 
-def object_prior(image: np.ndarray, center_weight: float = 0.5) -> np.ndarray:
-    """Where the object probably is: saliency, pulled towards the centre. float32 [0, 1]."""
+def object_prior(image: np.ndarray, center_weight: float = 0.5, saliency: np.ndarray | None = None) -> np.ndarray:
+    """Where the object probably is: a saliency map (spectral residual unless one is given, e.g. U^2-Net's),
+    pulled towards the centre. float32 [0, 1]."""
     h, w = image.shape[:2]
-    prior = (1 - center_weight) * spectral_residual_saliency(image) + center_weight * center_prior(h, w)
+    sal = spectral_residual_saliency(image) if saliency is None else _normalise(saliency)
+    prior = (1 - center_weight) * sal + center_weight * center_prior(h, w)
     return _normalise(prior)
+
+
+def resolved_saliency(kind: str) -> str:
+    """What ``kind`` will run here ("u2net" or "spectral"), cheaply (no model loaded): for config hashes."""
+    if kind != "auto":
+        return kind
+    try:
+        import onnxruntime  # noqa: F401
+
+        from dataset_builder.models.cpu.zoo import models_present
+    except ImportError:
+        return "spectral"
+    return "u2net" if models_present(["u2net.onnx"]) else "spectral"
+
+
+def load_saliency_model(kind: str):
+    """A callable uint8 RGB (H, W, 3) -> float (H, W) saliency, or None for the spectral residual.
+
+    ``u2net`` needs the CPU model runtime (``dataset_builder.models.cpu.nets``) and its fetched file and
+    raises if either is missing; ``auto`` falls back to None instead."""
+    if kind == "spectral":
+        return None
+    try:
+        from dataset_builder.models.cpu.nets import U2Net
+
+        return U2Net()
+    except (ImportError, FileNotFoundError):
+        if kind == "u2net":
+            raise
+        return None
 
 
 def grabcut_from_prior(image: np.ndarray, prior: np.ndarray, iters: int = 5, border: int = 2) -> np.ndarray:
@@ -109,13 +141,18 @@ def matte_salient_object(
     grabcut_iters: int = 5,
     trimap_band: float = 0.02,
     center_weight: float = 0.5,
+    saliency_model=None,
 ) -> np.ndarray:
-    """Alpha (uint8 (H, W), 0..255) of the salient/central object of an RGB uint8 image."""
+    """Alpha (uint8 (H, W), 0..255) of the salient/central object of an RGB uint8 image.
+    ``saliency_model``: see :func:`load_saliency_model` (None: spectral residual)."""
     h, w = image.shape[:2]
     scale = min(1.0, working_size / max(h, w))
     size = (max(8, round(w * scale)), max(8, round(h * scale)))
     small = cv2.resize(image, size, interpolation=cv2.INTER_AREA) if scale < 1 else image
-    mask = grabcut_from_prior(small, object_prior(small, center_weight), grabcut_iters)
+    saliency = None
+    if saliency_model is not None:  # the model sees the full image; its map is resized to the working copy
+        saliency = cv2.resize(np.asarray(saliency_model(image), np.float32), size, interpolation=cv2.INTER_AREA)
+    mask = grabcut_from_prior(small, object_prior(small, center_weight, saliency), grabcut_iters)
     mask = largest_component(remove_thin_structures(mask, max(1, round(0.015 * max(small.shape[:2])))))
     if not mask.any():
         return np.zeros((h, w), np.uint8)
