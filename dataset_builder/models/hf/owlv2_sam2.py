@@ -1,10 +1,13 @@
 """Text-prompted segmentation + tracking: OWLv2 boxes -> SAM2 video propagation (backend ``owlv2_sam2``).
 
-SAM-Track style: the detector runs on keyframes every ``redetect_every`` frames; boxes on frame 0
-start tracks, and boxes on later keyframes that are not already covered by a tracked mask start new
-tracks (objects entering the clip). Each group of new tracks is propagated forward and backward
-from its keyframe with SAM2's memory, so an object detected late still gets masks for earlier frames
-where it is visible.
+SAM-Track style, in ONE SAM2 inference session per clip: OWLv2 runs on every ``redetect_every``-th frame
+(all keyframes of the clip in one forward). Frames are propagated forward once; at each keyframe every
+detection is turned into a mask (SAM2 prompted by its box, all detections of the keyframe in one call)
+and compared with the tracked masks there (:func:`assign_detections`): a detection whose mask matches a
+track (mask IoU >= ``reanchor_iou``) re-anchors that track with the box (corrects drift), one whose mask
+is mostly not covered by tracked masks (coverage ratio < ``new_object_max_coverage``) starts a new track
+(an object entering the clip), the rest are parts of tracked objects and are dropped. Tracks started
+after frame 0 are completed by one backward pass from the latest start.
 
 SAM2 preprocessing (resize to the model's square input, ImageNet normalisation) is done here with
 OpenCV/numpy and boxes are rescaled by hand: transformers' Sam2 image/video processors need
@@ -22,6 +25,7 @@ import numpy as np
 from dataset_builder.config import BackendSpec, Resources
 from dataset_builder.models.base import TrackedObject
 from dataset_builder.models.hf import loading
+from dataset_builder.models.hf.batching import CallStats
 
 IMAGENET_MEAN = np.array([0.485, 0.456, 0.406], np.float32)
 IMAGENET_STD = np.array([0.229, 0.224, 0.225], np.float32)
@@ -96,14 +100,48 @@ def soft_alpha(prob: np.ndarray, band: int) -> np.ndarray:
 
 
 def select_new(detections: list[Detection], tracked: np.ndarray, max_coverage: float) -> list[Detection]:
-    """Detections of a keyframe that are not already tracked (SAM-Track's new-object rule)."""
+    """Detections of a keyframe whose box is not already tracked (box-level pre-filter)."""
     return [d for d in detections if box_coverage(d.box, tracked) < max_coverage]
+
+
+def assign_detections(candidates: np.ndarray, tracks: np.ndarray, max_coverage: float, reanchor_iou: float,
+                      min_area: int = 0) -> list[tuple[str, int | None]]:
+    """SAM-Track's keyframe rule on masks. ``candidates`` (N, H, W) bool: detection masks, best first;
+    ``tracks`` (M, H, W) bool: tracked masks at the keyframe. Per candidate: ``("reanchor", j)`` when its
+    mask IoU with track ``j`` is the best and >= ``reanchor_iou`` (each track re-anchored once),
+    ``("new", None)`` when less than ``max_coverage`` of its mask is covered by tracked masks (accepted new
+    tracks count as tracked for later candidates), else ``("covered", None)``; ``("empty", None)`` for a
+    mask under ``min_area`` pixels."""
+    covered = tracks.any(0) if len(tracks) else np.zeros(candidates.shape[1:], bool)
+    track_area = tracks.reshape(len(tracks), -1).sum(1) if len(tracks) else np.zeros(0, np.int64)
+    anchored: set[int] = set()
+    out: list[tuple[str, int | None]] = []
+    for cand in candidates:
+        area = int(cand.sum())
+        if area < min_area:
+            out.append(("empty", None))
+            continue
+        if len(tracks):
+            inter = (tracks & cand).reshape(len(tracks), -1).sum(1)
+            iou = inter / np.maximum(track_area + area - inter, 1)
+            j = int(iou.argmax())
+            if iou[j] >= reanchor_iou and j not in anchored:
+                anchored.add(j)
+                out.append(("reanchor", j))
+                continue
+        if (cand & covered).sum() / max(area, 1) < max_coverage:
+            covered = covered | cand
+            out.append(("new", None))
+        else:
+            out.append(("covered", None))
+    return out
 
 
 class Owlv2Sam2SegmenterTracker:
     """Options: ``box_threshold`` (0.25), ``nms_iou`` (0.5), ``redetect_every`` (8 frames),
-    ``max_objects`` (8), ``new_object_max_coverage`` (0.3), ``min_area_frac`` (0.001),
-    ``detector_subdir`` ("owlv2"), ``tracker_subdir`` ("sam2"). ``model_dir`` holds both models."""
+    ``max_objects`` (8), ``new_object_max_coverage`` (0.3, mask coverage ratio), ``reanchor_iou`` (0.5),
+    ``min_area_frac`` (0.001), ``detector_subdir`` ("owlv2"), ``tracker_subdir`` ("sam2"). ``model_dir``
+    holds both models. ``stats`` counts model calls (benchmarks/bench_paper_profile.py)."""
 
     default_subdir = "owlv2_sam2"
     default_resources = Resources(num_cpus=2, num_gpus=0.5, batch_size=1, concurrency=8)
@@ -117,6 +155,8 @@ class Owlv2Sam2SegmenterTracker:
         self.redetect_every = max(1, int(opts.get("redetect_every", 8)))
         self.max_objects = int(opts.get("max_objects", 8))
         self.max_coverage = float(opts.get("new_object_max_coverage", 0.3))
+        self.reanchor_iou = float(opts.get("reanchor_iou", 0.5))
+        self.stats = CallStats()
         self.min_area_frac = float(opts.get("min_area_frac", 0.001))
 
         base = loading.resolve_model_dir(spec, self.default_subdir, required=())
@@ -141,6 +181,7 @@ class Owlv2Sam2SegmenterTracker:
         )
         pixels = self.det_processor(images=list(frames[keyframes]), return_tensors="pt")["pixel_values"]
         n = len(keyframes)
+        self.stats.record("owlv2", n)
         with torch.inference_mode():
             out = self.detector(
                 input_ids=text["input_ids"].repeat(n, 1).to(self.device),
@@ -172,37 +213,89 @@ class Owlv2Sam2SegmenterTracker:
         norm = (resized.astype(np.float32) / 255.0 - IMAGENET_MEAN) / IMAGENET_STD
         return torch.from_numpy(norm).permute(0, 3, 1, 2).contiguous()
 
-    def track(self, pixels, height: int, width: int, frame: int, boxes: list[tuple]) -> np.ndarray:
-        """Propagate box prompts given on ``frame`` over the whole clip: soft masks ``(N, T, H, W)`` 0..1."""
-        import torch
+    def _session(self, pixels, height: int, width: int, what: str = "sam2_session"):
         from transformers.models.sam2_video.modeling_sam2_video import Sam2VideoInferenceSession
 
-        num_frames = len(pixels)
-        session = Sam2VideoInferenceSession(
+        self.stats.record(what, 1)
+        return Sam2VideoInferenceSession(
             video=pixels, video_height=height, video_width=width, inference_device=self.device,
             inference_state_device=self.device, video_storage_device=self.device, dtype=self.dtype,
         )
+
+    def _add_box(self, session, obj_id: int, frame: int, box: tuple, height: int, width: int) -> None:
+        import torch
+
         scale = torch.tensor([self.sam_size / width, self.sam_size / height] * 2, dtype=torch.float32)
-        obj_ids = list(range(len(boxes)))
-        for obj_id, box in zip(obj_ids, boxes):
-            coords = (torch.tensor(box, dtype=torch.float32) * scale).view(1, 1, 2, 2)
-            labels = torch.tensor([[[2, 3]]], dtype=torch.int32)  # SAM's box-corner point labels
-            session.add_point_inputs(session.obj_id_to_idx(obj_id), frame, {"point_coords": coords,
-                                                                          "point_labels": labels})
-        session.obj_with_new_inputs = obj_ids
-        masks = torch.zeros(len(boxes), num_frames, height, width)
+        coords = (torch.tensor(box, dtype=torch.float32) * scale).view(1, 1, 2, 2)
+        labels = torch.tensor([[[2, 3]]], dtype=torch.int32)  # SAM's box-corner point labels
+        session.add_point_inputs(session.obj_id_to_idx(obj_id), frame, {"point_coords": coords,
+                                                                      "point_labels": labels})
+        if obj_id not in session.obj_with_new_inputs:
+            session.obj_with_new_inputs.append(obj_id)
+
+    def _step(self, session, frame: int, height: int, width: int, reverse: bool = False) -> dict[int, np.ndarray]:
+        """Run SAM2 on one frame for every object of the session: {obj_id: probabilities (H, W)}."""
+        import torch
+
+        self.stats.record("sam2_frame", session.get_obj_num())
         with torch.inference_mode():
-            for reverse in (False, True):
-                if reverse and frame == 0:
-                    break
-                for out in self.tracker.propagate_in_video_iterator(session, start_frame_idx=frame,
-                                                                    reverse=reverse):
-                    logits = torch.nn.functional.interpolate(
-                        out.pred_masks.float(), size=(height, width), mode="bilinear", align_corners=False
-                    )[:, 0]
-                    for row, obj_id in enumerate(out.object_ids):
-                        masks[obj_id, out.frame_idx] = torch.sigmoid(logits[row]).cpu()
-        return masks.numpy()
+            out = self.tracker(inference_session=session, frame_idx=frame, reverse=reverse)
+            logits = torch.nn.functional.interpolate(
+                out.pred_masks.float(), size=(height, width), mode="bilinear", align_corners=False)[:, 0]
+            probs = torch.sigmoid(logits).cpu().numpy()
+        return {int(obj_id): probs[row] for row, obj_id in enumerate(out.object_ids)}
+
+    def prompt_masks(self, pixels, frame: int, boxes: list[tuple], height: int, width: int) -> np.ndarray:
+        """Box-prompted SAM2 masks of all ``boxes`` on one frame, one call (no memory): (N, H, W) 0..1."""
+        scratch = self._session(pixels[frame:frame + 1], height, width, what="sam2_prompt")
+        for i, box in enumerate(boxes):
+            self._add_box(scratch, i, 0, box, height, width)
+        probs = self._step(scratch, 0, height, width)
+        return np.stack([probs[i] for i in range(len(boxes))])
+
+    def track_clip(self, pixels, height: int, width: int, detections: list[Detection]):
+        """One session for the clip; returns (tracks, probabilities (N, T, H, W), re-anchor counts)."""
+        num_frames = len(pixels)
+        by_frame: dict[int, list[Detection]] = {}
+        for det in sorted(detections, key=lambda d: -d.score):
+            by_frame.setdefault(det.frame, []).append(det)
+        session = self._session(pixels, height, width)
+        tracks: list[Detection] = []  # the detection that started each track (obj_id = index)
+        reanchors: list[int] = []
+        probs = np.zeros((0, num_frames, height, width), np.float32)
+        for t in range(num_frames):
+            current = self._step(session, t, height, width) if tracks else {}
+            cands = by_frame.get(t, [])
+            changed = False
+            if cands:
+                cand_probs = self.prompt_masks(pixels, t, [d.box for d in cands], height, width)
+                tracked = np.stack([current[i] > 0.5 for i in range(len(tracks))]) if tracks else \
+                    np.zeros((0, height, width), bool)
+                min_area = int(self.min_area_frac * height * width)
+                for det, (action, j) in zip(cands, assign_detections(
+                        cand_probs > 0.5, tracked, self.max_coverage, self.reanchor_iou, min_area)):
+                    if action == "reanchor":
+                        self._add_box(session, j, t, det.box, height, width)
+                        reanchors[j] += 1
+                        changed = True
+                    elif action == "new" and len(tracks) < self.max_objects:
+                        self._add_box(session, len(tracks), t, det.box, height, width)
+                        tracks.append(det)
+                        reanchors.append(0)
+                        probs = np.concatenate([probs, np.zeros((1, num_frames, height, width), np.float32)])
+                        changed = True
+            if changed:
+                current = self._step(session, t, height, width)
+            for obj_id, p in current.items():
+                probs[obj_id, t] = p
+        late = [i for i, det in enumerate(tracks) if det.frame > 0]
+        if late:  # objects that entered later: one backward pass from the latest start fills earlier frames
+            for t in range(max(tracks[i].frame for i in late) - 1, -1, -1):
+                back = self._step(session, t, height, width, reverse=True)
+                for i in late:
+                    if t < tracks[i].frame:
+                        probs[i, t] = back[i]
+        return tracks, probs, reanchors
 
     def segment(self, frames: np.ndarray, prompts: list[str]) -> list[TrackedObject]:
         prompts = [p for p in dict.fromkeys(prompts) if p.strip()]
@@ -210,29 +303,21 @@ class Owlv2Sam2SegmenterTracker:
             return []
         num_frames, height, width = frames.shape[:3]
         detections = self.detect(frames, prompts)
-        pixels = self._pixels(frames)
-        objects: list[TrackedObject] = []
-        tracked = np.zeros((num_frames, height, width), bool)
+        if not detections:
+            return []
+        tracks, probs, reanchors = self.track_clip(self._pixels(frames), height, width, detections)
         # Soft edge band: two of SAM2's low-res mask pixels (masks are predicted at 1/4 input size).
         band = math.ceil(2 * max(height, width) / (self.sam_size / 4))
-        for frame in sorted({d.frame for d in detections}):
-            budget = self.max_objects - len(objects)
-            if budget <= 0:
-                break
-            new = select_new([d for d in detections if d.frame == frame], tracked[frame], self.max_coverage)
-            new = sorted(new, key=lambda d: -d.score)[:budget]
-            if not new:
-                continue
-            soft = self.track(pixels, height, width, frame, [d.box for d in new])
-            for det, mask in zip(new, soft):
-                hard = mask > 0.5
-                if hard.mean() < self.min_area_frac:
-                    continue  # SAM2 lost it or the box held nothing segmentable
-                tracked |= hard
-                objects.append(TrackedObject(
-                    label=det.label, masks=soft_alpha(mask, band), score=det.score,
-                    extras={"start_frame": float(frame), "visible_frac": float(hard.any((1, 2)).mean())},
-                ))
+        objects: list[TrackedObject] = []
+        for det, mask, anchors in zip(tracks, probs, reanchors):
+            hard = mask > 0.5
+            if hard.mean() < self.min_area_frac:
+                continue  # SAM2 lost it or the box held nothing segmentable
+            objects.append(TrackedObject(
+                label=det.label, masks=soft_alpha(mask, band), score=det.score,
+                extras={"start_frame": float(det.frame), "visible_frac": float(hard.any((1, 2)).mean()),
+                        "reanchors": float(anchors)},
+            ))
         return objects
 
 

@@ -74,6 +74,11 @@ def test_owlv2_sam2_segments_and_tracks(hf_owlv2_sam2_dir, hf_clip):
         near = np.stack([cv2.dilate((m >= 128).astype(np.uint8), ring) for m in obj.masks]) > 0
         assert not (obj.masks[~near] > 0).any()  # no faint alpha away from the object
     assert seg.segment(hf_clip, []) == []
+    seg.stats.calls.clear()
+    seg.stats.items.clear()
+    seg.segment(hf_clip, ["bike", "person"])
+    assert seg.stats.calls["sam2_session"] == 1  # one tracking session per clip, not per keyframe
+    assert seg.stats.calls["owlv2"] == 1 and seg.stats.items["owlv2"] == 2  # both keyframes in one forward
 
 
 @pytest.mark.slow

@@ -226,3 +226,26 @@ print("ok")
     res = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True,
                          timeout=120, check=False)
     assert res.returncode == 0 and res.stdout.strip().endswith("ok"), res.stderr[-2000:]
+
+
+def test_sam_track_keyframe_rule_on_masks():
+    from dataset_builder.models.hf.owlv2_sam2 import assign_detections
+
+    h, w = 20, 20
+    track = np.zeros((1, h, w), bool)
+    track[0, 2:10, 2:10] = True  # tracked object A
+    drifted = np.zeros((h, w), bool)
+    drifted[3:11, 3:11] = True  # A again, a bit off: re-anchors A
+    part = np.zeros((h, w), bool)
+    part[4:8, 4:8] = True  # a part of A: covered, but too small for IoU -> dropped
+    entering = np.zeros((h, w), bool)
+    entering[12:18, 12:18] = True  # an object entering: new
+    twin = entering.copy()
+    twin[12:17, 12:18] = True  # the same newcomer detected twice: covered by the accepted newcomer
+    empty = np.zeros((h, w), bool)
+    out = assign_detections(np.stack([drifted, part, entering, twin, empty]), track, max_coverage=0.3,
+                            reanchor_iou=0.5, min_area=1)
+    assert out == [("reanchor", 0), ("covered", None), ("new", None), ("covered", None), ("empty", None)]
+    # each track re-anchored once; with no tracks everything non-empty is new
+    assert assign_detections(np.stack([drifted, drifted]), track, 0.3, 0.5)[1] == ("covered", None)
+    assert assign_detections(np.stack([drifted]), np.zeros((0, h, w), bool), 0.3, 0.5) == [("new", None)]
