@@ -11,18 +11,30 @@ import numpy as np
 
 from dataset_builder.config import BackendSpec, Resources
 from dataset_builder.models.base import Judgement
+from dataset_builder.models.hf.captioning import is_placeholder, with_article
 from dataset_builder.models.hf.overlay import highlight
 from dataset_builder.models.hf.qwen_vl import QwenVL
 
 QUESTION = (
-    "These are frames of one video. Is the object highlighted in red a {label} that is a real, complete "
+    "These are frames of one video. Is the object highlighted in red {a_label} that is a real, complete "
     "foreground object, separate from the background (not ground, sky, water, a wall or a fragment)? "
     "Answer yes or no."
 )
+#: For class-agnostic labels: never ask "is it a moving object" (a placeholder, not a class).
+NEUTRAL_QUESTION = (
+    "These are frames of one video. Is the object highlighted in red a real, complete foreground object, "
+    "separate from the background (not ground, sky, water, a wall or a fragment)? Answer yes or no."
+)
+
+
+def judge_question(template: str, label: str) -> str:
+    if is_placeholder(label):
+        return NEUTRAL_QUESTION
+    return template.format(label=label, a_label=with_article(label))
 
 
 class QwenFgJudge:
-    """Options: ``threshold`` (P(yes), default 0.5), ``question`` (with ``{label}``), plus QwenVL's
+    """Options: ``threshold`` (P(yes), default 0.5), ``question`` (with ``{label}``/``{a_label}``), plus QwenVL's
     ``num_frames``/``max_side``/``max_batch``."""
 
     default_resources = Resources(num_cpus=2, num_gpus=0.5, batch_size=4, concurrency=8)
@@ -34,7 +46,7 @@ class QwenFgJudge:
 
     def judge_objects(self, frames: np.ndarray, masks: np.ndarray, labels: list[str]) -> list[Judgement]:
         """All objects of a clip in one batched forward (chunked by ``max_batch``)."""
-        requests = [(highlight(frames, m), self.question.format(label=label)) for m, label in zip(masks, labels)]
+        requests = [(highlight(frames, m), judge_question(self.question, label)) for m, label in zip(masks, labels)]
         return [Judgement(p >= self.threshold, p, f"qwen2.5-vl P(yes)={p:.3f}")
                 for p in self.vlm.yes_probabilities(requests)]
 

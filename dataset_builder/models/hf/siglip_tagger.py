@@ -24,39 +24,81 @@ VOCAB_PATH = Path(__file__).with_name("ram_vocab.txt")
 class VocabEntry:
     label: str
     is_subject: bool
+    #: Calibrated per-tag threshold (RAM ships one per class); None -> the backend's global threshold.
+    threshold: float | None = None
 
 
 def load_vocab(path: str | Path = VOCAB_PATH) -> list[VocabEntry]:
-    """Parse ``<label>\\t<subject|scene>`` lines (``#`` comments); underscores become spaces."""
+    """Parse ``<label>\\t<subject|scene>[\\t<threshold>]`` lines (``#`` comments); underscores become spaces."""
     entries: list[VocabEntry] = []
+    seen: set[str] = set()
     for lineno, raw in enumerate(Path(path).read_text().splitlines(), 1):
         line = raw.strip()
         if not line or line.startswith("#"):
             continue
-        label, _, kind = line.partition("\t")
-        if kind not in ("subject", "scene"):
-            raise ValueError(f"{path}:{lineno}: expected '<label>\\t<subject|scene>', got {raw!r}")
-        entries.append(VocabEntry(label.replace("_", " "), kind == "subject"))
+        label, kind, *rest = line.split("\t") + ([] if "\t" in line else [""])
+        if kind not in ("subject", "scene") or len(rest) > 1:
+            raise ValueError(f"{path}:{lineno}: expected '<label>\\t<subject|scene>[\\t<threshold>]', got {raw!r}")
+        label = label.replace("_", " ")
+        if label in seen:
+            raise ValueError(f"{path}:{lineno}: duplicate label {label!r}")
+        seen.add(label)
+        entries.append(VocabEntry(label, kind == "subject", float(rest[0]) if rest else None))
     return entries
 
 
+def tag_thresholds(vocab: list[VocabEntry], default: float, overrides: dict[str, float] | None = None) -> np.ndarray:
+    """Per-tag thresholds: ``overrides`` (options.thresholds) > the vocabulary's column > ``default``."""
+    overrides = overrides or {}
+    return np.array([float(overrides.get(e.label, e.threshold if e.threshold is not None else default))
+                     for e in vocab], np.float32)
+
+
 def select_tags(
-    probs: np.ndarray, vocab: list[VocabEntry], threshold: float, max_tags: int
+    probs: np.ndarray, vocab: list[VocabEntry], threshold: float | np.ndarray, max_tags: int,
+    min_subjects: int = 0,
 ) -> list[Tag]:
-    """Labels whose probability clears ``threshold``, best first, at most ``max_tags``."""
+    """Labels whose probability clears their (per-tag) threshold, best first, at most ``max_tags`` (top-k).
+
+    With ``min_subjects`` > 0 and no subject above its threshold, the best-scoring subjects are kept anyway
+    (with their real, low scores): segmentation then gets real nouns as prompts, never a placeholder
+    that would end up as the object's label in the judge question and the captions.
+    """
+    thresholds = np.broadcast_to(np.asarray(threshold, np.float32), probs.shape)
     order = np.argsort(-probs, kind="stable")
-    return [
-        Tag(vocab[i].label, float(probs[i]), vocab[i].is_subject)
-        for i in order[:max_tags]
-        if probs[i] >= threshold
-    ]
+    passed = [i for i in order if probs[i] >= thresholds[i]][:max_tags]
+    if min_subjects and not any(vocab[i].is_subject for i in passed):
+        best = [i for i in order if vocab[i].is_subject][:min_subjects]
+        passed = sorted(set(passed[:max(0, max_tags - len(best))]) | set(best), key=lambda i: -probs[i])
+    return [Tag(vocab[i].label, float(probs[i]), vocab[i].is_subject) for i in passed]
+
+
+def calibrate_thresholds(probs: np.ndarray, labels: np.ndarray, target_precision: float = 0.8,
+                         default: float = 0.1) -> np.ndarray:
+    """Per-tag thresholds from scored, labelled clips (``probs``/``labels`` (N, V)): for each tag the lowest
+    threshold whose precision on the data is >= ``target_precision`` (RAM-style calibration); tags never
+    positive or never precise enough keep ``default``. Write them as the vocabulary's third column."""
+    out = np.full(probs.shape[1], default, np.float32)
+    for v in range(probs.shape[1]):
+        order = np.argsort(-probs[:, v], kind="stable")
+        hits = labels[order, v].astype(bool)
+        if not hits.any():
+            continue
+        precision = np.cumsum(hits) / np.arange(1, len(hits) + 1)
+        ok = np.flatnonzero((precision >= target_precision) & hits)
+        if len(ok):
+            out[v] = float(probs[order[ok[-1]], v])
+    return out
 
 
 class SiglipTagger:
     """Tags a clip from the mean SigLIP image embedding of a few evenly spaced frames.
 
-    Options: ``threshold`` (sigmoid probability, default 0.1), ``max_tags`` (20), ``num_frames`` (4),
-    ``prompt`` (``"a photo of a {}."``, SigLIP's training template), ``vocab_path``.
+    Options: ``threshold`` (sigmoid probability, default 0.1, for tags without a calibrated threshold),
+    ``thresholds`` ({label: threshold}, overrides the vocabulary's column), ``max_tags`` (top-k, 20),
+    ``min_subjects`` (1: keep the best subject even below threshold), ``num_frames`` (4), ``prompt``
+    (``"a photo of a {}."``, SigLIP's training template), ``vocab_path``, ``max_batch`` (16 clips per
+    image forward).
     """
 
     default_subdir = "siglip-so400m-patch14-384"
@@ -71,6 +113,8 @@ class SiglipTagger:
         self.max_tags = int(opts.get("max_tags", 20))
         self.num_frames = int(opts.get("num_frames", 4))
         self.vocab = load_vocab(opts.get("vocab_path", VOCAB_PATH))
+        self.thresholds = tag_thresholds(self.vocab, self.threshold, dict(opts.get("thresholds", {})))
+        self.min_subjects = int(opts.get("min_subjects", 1))
         template = str(opts.get("prompt", "a photo of a {}."))
 
         path = loading.resolve_model_dir(spec, self.default_subdir)
@@ -102,7 +146,7 @@ class SiglipTagger:
         return torch.sigmoid(logits).cpu().numpy()
 
     def tag(self, frames: np.ndarray) -> list[Tag]:
-        return select_tags(self.probabilities(frames), self.vocab, self.threshold, self.max_tags)
+        return select_tags(self.probabilities(frames), self.vocab, self.thresholds, self.max_tags, self.min_subjects)
 
 
 def _as_tensor(out):

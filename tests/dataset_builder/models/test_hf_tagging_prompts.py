@@ -1,0 +1,74 @@
+"""Tagger: per-tag calibrated thresholds, top-k, a real subject even when none clears its threshold;
+prompts never carry a placeholder label into the judge question or the caption questions."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from dataset_builder.models.hf.captioning import layer_prompts
+from dataset_builder.models.hf.qwen_judge import QUESTION, judge_question
+from dataset_builder.models.hf.siglip_tagger import (
+    VocabEntry,
+    calibrate_thresholds,
+    load_vocab,
+    select_tags,
+    tag_thresholds,
+)
+
+VOCAB = [VocabEntry("dog", True), VocabEntry("cat", True, 0.6), VocabEntry("sky", False), VocabEntry("road", False)]
+
+
+def test_vocabulary_is_larger_and_unique():
+    vocab = load_vocab()
+    assert len(vocab) >= 400 and sum(v.is_subject for v in vocab) >= 260
+    assert {"kangaroo", "excavator", "drone"} <= {v.label for v in vocab}
+
+
+def test_vocab_threshold_column_and_errors(tmp_path):
+    path = tmp_path / "v.txt"
+    path.write_text("# c\ndog\tsubject\t0.3\nsky\tscene\n")
+    assert load_vocab(path) == [VocabEntry("dog", True, 0.3), VocabEntry("sky", False, None)]
+    path.write_text("dog\tsubject\ndog\tscene\n")
+    with pytest.raises(ValueError, match="duplicate"):
+        load_vocab(path)
+    path.write_text("dog\tanimal\n")
+    with pytest.raises(ValueError, match="subject"):
+        load_vocab(path)
+
+
+def test_per_tag_thresholds_and_top_k():
+    thr = tag_thresholds(VOCAB, default=0.2, overrides={"road": 0.9})
+    assert thr.tolist() == pytest.approx([0.2, 0.6, 0.2, 0.9])
+    probs = np.array([0.3, 0.5, 0.25, 0.8], np.float32)  # cat below its calibrated 0.6, road below 0.9
+    assert [t.label for t in select_tags(probs, VOCAB, thr, max_tags=5)] == ["dog", "sky"]
+    assert [t.label for t in select_tags(probs, VOCAB, 0.2, max_tags=2)] == ["road", "cat"]  # top-k
+
+
+def test_best_subject_is_kept_when_none_passes():
+    probs = np.array([0.05, 0.08, 0.5, 0.01], np.float32)
+    assert [t.label for t in select_tags(probs, VOCAB, 0.2, max_tags=5)] == ["sky"]
+    tags = select_tags(probs, VOCAB, 0.2, max_tags=5, min_subjects=1)
+    assert [(t.label, t.is_subject) for t in tags] == [("sky", False), ("cat", True)]
+    assert tags[1].score == pytest.approx(0.08)  # the real score, not a fake pass
+    assert [t.label for t in select_tags(probs, VOCAB, 0.2, max_tags=1, min_subjects=1)] == ["cat"]
+
+
+def test_calibrated_thresholds_reach_the_target_precision():
+    rng = np.random.default_rng(0)
+    labels = rng.random((400, 2)) < 0.3
+    probs = np.where(labels, rng.uniform(0.3, 1.0, labels.shape), rng.uniform(0.0, 0.6, labels.shape))
+    thr = calibrate_thresholds(probs, labels, target_precision=0.9)
+    for v in range(2):
+        picked = probs[:, v] >= thr[v]
+        assert labels[picked, v].mean() >= 0.9 and picked.sum() > labels[:, v].sum() * 0.5
+    assert calibrate_thresholds(probs, np.zeros_like(labels), default=0.1).tolist() == pytest.approx([0.1, 0.1])
+
+
+def test_no_placeholder_in_questions():
+    prompts = layer_prompts("moving object", ["moving object", "road"])
+    assert all("moving object" not in p for p in prompts.values())
+    assert "an object alone" in prompts["fg"] and "Scene tags: road." in prompts["blend"]
+    assert "an elephant alone" in layer_prompts("elephant", [])["fg"]
+    assert "moving object" not in judge_question(QUESTION, "moving object")
+    assert "a dog that is" in judge_question(QUESTION, "dog")
