@@ -26,7 +26,7 @@ from dataset_builder.config import BackendSpec, BuildConfig, Resources
 from dataset_builder.io import layout
 from dataset_builder.io.inputs import InputEntry, discover, manifest_blocks, manifest_table, write_manifest
 from dataset_builder.io.shard_writer import DiskFull, OutputDir
-from dataset_builder.io.storage import is_disk_full
+from dataset_builder.io.storage import Storage, is_disk_full
 from dataset_builder.models.registry import BackendKind, effective_resources
 from dataset_builder.stages.base import ClipState, batch_from_rows, rows_from_batch
 from dataset_builder.stages.caption import CaptionStage
@@ -175,27 +175,27 @@ def init_ray(cfg: BuildConfig) -> None:
     check_resources(resource_demands(cfg), cfg.ray.resource_wait_s)
 
 
-def ensure_output_dir(path: str | os.PathLike) -> Path:
+def ensure_output_dir(path: str | os.PathLike) -> Path | str:
     """Create the output dir and prove it is writable now, not after hours of work."""
-    out = Path(path)
+    store = Storage.at(path)
     try:
-        out.mkdir(parents=True, exist_ok=True)
-        probe = out / f".write-test-{os.getpid()}"
-        probe.write_bytes(b"")
-        probe.unlink()
+        store.makedirs()
+        probe = f".write-test-{os.getpid()}"
+        store.write_bytes(probe, b"")
+        store.delete(probe)
     except OSError as exc:
-        raise ValueError(f"output dir {out} is not writable: {exc.strerror or exc}") from None
-    return out
+        raise ValueError(f"output dir {store.uri} is not writable: {exc.strerror or exc}") from None
+    return Path(store.root) if store.local else store.uri
 
 
 def plan_inputs(cfg: BuildConfig, inputs: list[str] | None = None) -> list[InputEntry]:
     """Discover (or take the given paths as named inputs), write ``<out>/inputs.parquet``."""
-    out_dir = ensure_output_dir(cfg.output.dir)
+    store = Storage.at(ensure_output_dir(cfg.output.dir))
     entries = discover(inputs if inputs is not None else cfg.input.paths, cfg.input.extensions,
                        cfg.input.max_videos)
     if not entries:
         raise FileNotFoundError(f"no input videos found under {cfg.input.paths}")
-    write_manifest(entries, out_dir / "inputs.parquet")
+    write_manifest(entries, store.path("inputs.parquet"), filesystem=store.fs)
     return entries
 
 

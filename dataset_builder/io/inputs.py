@@ -270,10 +270,10 @@ def manifest_table(entries: list[InputEntry]) -> pa.Table:
     return pa.Table.from_pylist([asdict(item) for item in entries], schema=INPUT_MANIFEST_SCHEMA)
 
 
-def write_manifest(entries: list[InputEntry], path: str | os.PathLike) -> None:
+def write_manifest(entries: list[InputEntry], path: str | os.PathLike, filesystem=None) -> None:
     import pyarrow.parquet as pq
 
-    pq.write_table(manifest_table(entries), str(path))
+    pq.write_table(manifest_table(entries), os.fspath(path), filesystem=filesystem)
 
 
 def manifest_blocks(num_rows: int, rows_per_block: int = 100, min_blocks: int = 64) -> int:

@@ -4,7 +4,7 @@ Each video is decoded once: with ``clip.detect_cuts`` the shot-cut detector and 
 (:class:`~dataset_builder.ops.clips.ShotClipCollector`) see the same frames; without it, clips are
 planned from the container's frame count and committed ones are skipped before any decoding. Kept
 frames are resized as they are decoded, so a 4000x3000 source costs a few source frames of memory,
-not a clip of them. A decode that ends short of the container's frame count is a ``truncated``
+not a clip of them (see ``_resizer``). A decode that ends short of the container's frame count is a ``truncated``
 reject naming both counts, never a silently shorter video. Manifest rows that are already rejects
 (``reason`` set by discovery: duplicates, dangling links, ...) become reject rows here, so every
 reject is committed by the same writer as the samples.
@@ -93,7 +93,7 @@ class SampleClips:
             return self._video_reject(uri, "truncated", short_decode_detail(uri, info.num_frames,
                                                                            info.expected_frames))
         stride = choose_stride(info.fps, cfg.target_fps, cfg.frame_stride)
-        keep = self._resizer()
+        keep = self._resizer(info)
         try:
             if cfg.detect_cuts:
                 chosen = self._decode_in_shots(uri, info, stride, keep)
@@ -118,7 +118,7 @@ class SampleClips:
                 num_frames=cfg.num_frames, height=cfg.height, width=cfg.width, config_hash=self.config_hash,
                 clips_planned=planned,  # resume skips the input once this many of its clips are committed
             )
-            rows.append(_row(state, np.stack(frames)))
+            rows.append(_row(state, resize_frames(np.stack(frames), cfg.height, cfg.width, cfg.resize_mode)))
         return rows
 
     def _over_limits(self, info: VideoInfo) -> tuple[str, str] | None:
@@ -131,8 +131,14 @@ class SampleClips:
                                 f"{lim.max_duration_s:g}")
         return None
 
-    def _resizer(self):
+    def _resizer(self, info: VideoInfo):
+        """Sources over twice the clip's pixels have kept frames resized as they are decoded, so memory
+        follows the clip size, not the source's (a 4000x3000 video costs a few source frames). Smaller
+        ones keep decoded frames and only the chosen clips are resized: most kept candidate frames are
+        never used, and upscaling them all would cost more than the decode."""
         cfg = self.cfg
+        if info.width * info.height <= 2 * cfg.width * cfg.height:
+            return lambda frame: frame
         return lambda frame: resize_frames(frame[None], cfg.height, cfg.width, cfg.resize_mode)[0]
 
     def _decode_in_shots(self, uri: str, info: VideoInfo, stride: int, keep) -> list[tuple[ClipPlan, list]]:

@@ -102,3 +102,18 @@ def test_gpu_stage_on_a_cpu_cluster_fails_fast(ray_local):
         check_resources([("clip", 0.5, 0), ("TagStage", 1, 1)], wait_s=1)
     assert time.monotonic() - t0 < 10
     check_resources([("clip", 0.5, 0)], wait_s=0)
+
+
+@pytest.mark.ray
+@pytest.mark.slow
+def test_paper_profile_on_a_machine_without_gpus_fails_in_seconds(tmp_path, bikes_path):
+    env = {k: v for k, v in __import__("os").environ.items() if k != "RAY_ADDRESS"}
+    t0 = time.monotonic()
+    proc = subprocess.run(
+        [sys.executable, "workflows/build_coarse.py", "--config", "configs/paper.yaml", f"output.dir={tmp_path}/out",
+         f"input.paths=[{bikes_path}]", "ray.resource_wait_s=2", "ray.num_cpus=2"],
+        cwd=REPO, capture_output=True, text=True, timeout=300, env=env)
+    assert proc.returncode == 2, proc.stderr[-3000:]
+    assert "the Ray cluster cannot run this build" in proc.stderr and "GPU per actor" in proc.stderr
+    assert "Traceback" not in proc.stderr
+    assert time.monotonic() - t0 < 120  # Ray start-up included; the old build waited forever
