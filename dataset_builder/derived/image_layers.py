@@ -315,8 +315,12 @@ class ImageLayersStage(UnitStage):
         image = resize_frames(rgba[None, ..., :3], h, w)[0]
         m = self.cfg.matting
         model = self.saliency_model()
+        stats: dict[str, float] = {}
         alpha = matte_salient_object(image, m.working_size, m.method, m.grabcut_iters, m.trimap_band,
-                                     m.u2net_center_weight if model is not None else m.center_weight, model)
+                                     m.u2net_center_weight if model is not None else m.center_weight, model, stats)
+        if stats.get("saliency_uncertainty", 0.0) > m.max_saliency_uncertainty:
+            state.reject(STAGE, "uncertain_saliency", f"{stats['saliency_uncertainty']:.3f} undecided per object px")
+            return []
         area = float(alpha.mean() / 255.0)
         if not m.min_area <= area <= m.max_area:
             state.reject(STAGE, "no_object" if area < m.min_area else "object_too_large", f"area {area:.3f}")
@@ -327,8 +331,8 @@ class ImageLayersStage(UnitStage):
         label = self.cfg.captions.label
         captions, captioner_name = self._captions(fg, alpha, bg, blend, label)
         scores = {"alpha_coverage": area, "recompose_psnr": psnr(blend, image)}
-        saliency = "spectral" if model is None else "u2net"
-        backends = {"matting": f"{saliency}+grabcut+{m.method}", "inpaint": inpainter_name, "caption": captioner_name}
+        mask_from = "spectral+grabcut" if model is None else "u2net"
+        backends = {"matting": f"{mask_from}+{m.method}", "inpaint": inpainter_name, "caption": captioner_name}
         state.samples.append(self._record(state, task, 0, label, captions, scores, backends, ["matted"]))
         return [{"fg": fg, "alpha": alpha, "bg": bg, "blend": blend}]
 

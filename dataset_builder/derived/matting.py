@@ -134,6 +134,12 @@ def estimate_alpha(image: np.ndarray, trimap: np.ndarray, method: str = "cf") ->
     return np.clip(solver(image.astype(np.float64) / 255.0, trimap), 0.0, 1.0)
 
 
+def saliency_uncertainty(saliency: np.ndarray) -> float:
+    """Pixels a saliency map leaves undecided (0.1 < s < 0.9) per pixel it calls object (s > 0.5): a
+    learned map is crisp around a real subject (~0.05-0.1) and grey over clutter (~1)."""
+    return float(((saliency > 0.1) & (saliency < 0.9)).sum() / max(1, (saliency > 0.5).sum()))
+
+
 def matte_salient_object(
     image: np.ndarray,
     working_size: int = 192,
@@ -142,17 +148,27 @@ def matte_salient_object(
     trimap_band: float = 0.02,
     center_weight: float = 0.5,
     saliency_model=None,
+    stats: dict[str, float] | None = None,
 ) -> np.ndarray:
     """Alpha (uint8 (H, W), 0..255) of the salient/central object of an RGB uint8 image.
-    ``saliency_model``: see :func:`load_saliency_model` (None: spectral residual)."""
+
+    Without ``saliency_model`` (see :func:`load_saliency_model`): GrabCut seeded by spectral residual +
+    centre prior. With one (U^2-Net): its map, thresholded at 0.5, is the mask (GrabCut's colour models
+    would cut a person back to the face); ``stats["saliency_uncertainty"]`` lets the caller reject a
+    map that is unsure (:func:`saliency_uncertainty`)."""
     h, w = image.shape[:2]
     scale = min(1.0, working_size / max(h, w))
     size = (max(8, round(w * scale)), max(8, round(h * scale)))
     small = cv2.resize(image, size, interpolation=cv2.INTER_AREA) if scale < 1 else image
-    saliency = None
     if saliency_model is not None:  # the model sees the full image; its map is resized to the working copy
-        saliency = cv2.resize(np.asarray(saliency_model(image), np.float32), size, interpolation=cv2.INTER_AREA)
-    mask = grabcut_from_prior(small, object_prior(small, center_weight, saliency), grabcut_iters)
+        saliency = _normalise(cv2.resize(np.asarray(saliency_model(image), np.float32), size,
+                                         interpolation=cv2.INTER_AREA))
+        saliency = _normalise(object_prior(small, center_weight, saliency)) if center_weight > 0 else saliency
+        if stats is not None:
+            stats["saliency_uncertainty"] = saliency_uncertainty(saliency)
+        mask = saliency > 0.5
+    else:
+        mask = grabcut_from_prior(small, object_prior(small, center_weight), grabcut_iters)
     mask = largest_component(remove_thin_structures(mask, max(1, round(0.015 * max(small.shape[:2])))))
     if not mask.any():
         return np.zeros((h, w), np.uint8)

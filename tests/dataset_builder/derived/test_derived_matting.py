@@ -119,12 +119,24 @@ def test_a_learned_saliency_map_seeds_the_matte():
     def points_at(gt):
         def model(rgb):
             assert rgb.shape[:2] == image.shape[:2]  # the model sees the full-resolution image
-            return cv2.GaussianBlur(gt.astype(np.float32) / 255, (0, 0), 3)
+            return cv2.GaussianBlur((gt > 127).astype(np.float32), (0, 0), 0.7)  # crisp, as U^2-Net on a clear subject
         return model
 
     for target in (first, second):
-        alpha = matte_salient_object(image, working_size=96, center_weight=0.15, saliency_model=points_at(target))
-        assert iou(alpha, target) > 0.85
+        stats = {}
+        alpha = matte_salient_object(image, working_size=96, center_weight=0.0, saliency_model=points_at(target),
+                                     stats=stats)
+        assert iou(alpha, target) > 0.85 and stats["saliency_uncertainty"] < 0.35
+
+
+def test_an_unsure_saliency_map_is_measured_as_such():
+    from dataset_builder.derived.matting import saliency_uncertainty
+
+    crisp = np.zeros((64, 64), np.float32)
+    crisp[16:48, 16:48] = 1.0
+    grey = np.full((64, 64), 0.3, np.float32)
+    grey[20:40, 20:40] = 0.7
+    assert saliency_uncertainty(cv2.GaussianBlur(crisp, (0, 0), 1)) < 0.35 < saliency_uncertainty(grey)
 
 
 def test_saliency_kinds():
