@@ -39,6 +39,7 @@ GIB = 1024 ** 3
 
 @dataclass
 class MemoryEstimate:
+    source: str  # where the model configs came from
     stage: int
     distributed: str
     world_size: int
@@ -59,7 +60,7 @@ class MemoryEstimate:
                 f"{self.trainable_params / 1e6:.1f} M of {self.transformer_params / 1e6:.1f} M transformer "
                 f"params train; per GPU {self.gib_weights:.1f} GiB frozen weights + "
                 f"{self.gib_trainable_states:.1f} GiB trainable weights/grads/AdamW + {self.gib_encoders:.1f} "
-                f"GiB VAE/T5 = {self.gib_total:.1f} GiB before activations")
+                f"GiB VAE/T5 = {self.gib_total:.1f} GiB before activations [{self.source}]")
 
     def as_dict(self) -> dict:
         return {**asdict(self), "gib_total": self.gib_total}
@@ -104,6 +105,12 @@ def count_encoders(root: Path | None) -> int:
 def estimate_for_config(cfg: TrainConfig, world_size: int | None = None, full_size: bool = False) -> MemoryEstimate:
     """``full_size``: ignore ``model_dir`` and use the reference CogVideoX-2B / T5-XXL configs."""
     root = None if full_size else resolve_model_path(cfg.model.model_dir)
+    if root is not None and cfg.model.tiny is not None:
+        from layerflow_train.models.components import model_dir_for
+
+        model_dir_for(cfg.model)  # builds the tiny random model on first use, as training would
+    source = "model_dir" if root is not None and (root / "transformer" / "config.json").is_file() \
+        else "reference CogVideoX-2B/T5-XXL configs"
     tcfg = _config(root, "transformer", COGVIDEOX_2B_TRANSFORMER)
     model = _meta_model(cfg, tcfg)
     world = world_size or cfg.ray.num_workers
@@ -114,7 +121,7 @@ def estimate_for_config(cfg: TrainConfig, world_size: int | None = None, full_si
     shard = world if cfg.distributed == "fsdp" else 1
     encoders = 0 if cfg.data.precomputed_dir and not cfg.validation.every_n_steps else count_encoders(root)
     return MemoryEstimate(
-        stage=cfg.stage, distributed=cfg.distributed, world_size=world, transformer_params=total,
+        source=source, stage=cfg.stage, distributed=cfg.distributed, world_size=world, transformer_params=total,
         trainable_params=trainable, encoder_params=encoders, frozen_bytes_per_param=frozen_bytes,
         gib_weights=(total - trainable) * frozen_bytes / shard / GIB,
         gib_trainable_states=trainable * 16 / shard / GIB,

@@ -44,7 +44,7 @@ class LayerFlowSampler:
     def __init__(self, model_cfg: ModelConfig, lora_cfg: LoraConfig | None = None,
                  device: torch.device | None = None):
         self.device = device or torch.device("cuda" if torch.cuda.is_available() else "cpu")
-        self.comp = load_components(model_cfg)
+        self.comp = load_components(model_cfg, device=self.device)  # VAE/T5 in model.frozen_dtype on CUDA
         lora = None
         if lora_cfg is not None and lora_cfg.content_weights:
             lora = LoRAAdapters(self.comp.transformer, lora_cfg)

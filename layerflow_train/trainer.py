@@ -134,9 +134,6 @@ class Trainer:
         self.last_grad_norm: float | None = None
         self.tracker = None
         if rank == 0:
-            from layerflow_train.memory import estimate_for_config
-
-            log.info("%s", estimate_for_config(cfg, world_size).summary())
             from layerflow_train.tracking import Tracker
 
             self.tracker = Tracker(cfg, self.out_dir)

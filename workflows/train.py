@@ -24,6 +24,10 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     cfg = load_config(args.config, args.overrides)
+    from layerflow_train.memory import estimate_for_config
+
+    # before anything is loaded: the configured model on the meta device, so a user sees whether it fits
+    print(estimate_for_config(cfg, cfg.ray.num_workers if args.ray else 1).summary(), flush=True)
     if args.ray:
         from layerflow_train.ray_train import fit_with_ray
 

@@ -32,7 +32,8 @@ def test_tiny_configs_chain_through_the_train_and_sample_workflows(user_tree, ca
     small = ["optim.max_steps=1", f"data.height={H}", f"data.width={W}"]
     for stage in (1, 2, 3):
         assert train_workflow.main(["--config", str(ROOT / f"configs/train/tiny_stage{stage}.yaml"), *small]) == 0
-        assert f"stage {stage}: 1 steps" in capsys.readouterr().out
+        out = capsys.readouterr().out
+        assert f"stage {stage}: 1 steps" in out and f"memory estimate stage {stage}" in out
     assert (user_tree / "models/tiny-layerflow/transformer/config.json").exists()  # built on first use
     assert (user_tree / "out/train/tiny_stage1/final/transformer/config.json").exists()
     assert (user_tree / "out/train/tiny_stage2/final/motion_lora.safetensors").exists()
