@@ -2,7 +2,7 @@
 
 1. Step time and peak RSS on CPU for the tiny random model, training from video shards (decode + VAE +
    T5 every step) vs from the precompute job's Parquet (``data.precomputed_dir``). Each variant runs in
-   its own process (peak RSS = ru_maxrss of that process), variants alternate, ``--repeats`` times;
+   its own process (peak RSS = VmHWM of that process), variants alternate, ``--repeats`` times;
    medians reported.
 2. The meta-device memory estimate (``layerflow_train.memory``) of every full-size stage config
    (CogVideoX-2B + T5-XXL reference configs), on 8 GPUs, DDP vs FSDP and with/without precompute.
@@ -16,7 +16,6 @@ import argparse
 import json
 import os
 import platform
-import resource
 import statistics
 import subprocess
 import sys
@@ -61,8 +60,9 @@ def child(args) -> None:
         t0 = time.perf_counter()
         trainer.train_step()
         times.append(time.perf_counter() - t0)
-    print(json.dumps({"step_s_median": statistics.median(times[1:]),
-                      "peak_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}))
+    # VmHWM, not ru_maxrss: the latter survives fork+exec and would report the parent's peak
+    hwm = next(line for line in Path("/proc/self/status").read_text().splitlines() if line.startswith("VmHWM"))
+    print(json.dumps({"step_s_median": statistics.median(times[1:]), "peak_rss_mib": int(hwm.split()[1]) / 1024}))
 
 
 def measure(cfg_path: Path) -> dict:

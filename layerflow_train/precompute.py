@@ -128,7 +128,7 @@ def precompute(cfg: TrainConfig, use_ray: bool = True, batch_size: int = 4) -> P
                 ray.init(include_dashboard=False)
             ds = ray.data.from_items(items, override_num_blocks=max(1, len(items) // batch_size))
             ds = ds.map_batches(EncodeViews, fn_constructor_kwargs={"cfg": cfg_json}, batch_size=batch_size,
-                                batch_format="pydict", concurrency=cfg.ray.num_workers,
+                                batch_format="numpy", concurrency=cfg.ray.num_workers,
                                 num_gpus=1 if cfg.ray.use_gpu else 0, num_cpus=cfg.ray.cpus_per_worker)
             ds.write_parquet(str(tmp.resolve()), row_group_size=1)
         else:

@@ -350,3 +350,22 @@ def _fsdp_worker(rank: int, cfg_json: str, out: str) -> None:
             Path(out).write_text(json.dumps({"losses": losses, "resumed_step": resumed_step}))
     finally:
         dist.destroy_process_group()
+
+
+@pytest.mark.slow
+@pytest.mark.ray
+def test_precompute_on_ray_data_matches_the_local_job(ray_local, make_config, tmp_path):
+    from layerflow_train.data.precomputed import PrecomputedDataset, precompute_fingerprint
+    from layerflow_train.precompute import precompute
+
+    got = {}
+    for mode in ("local", "ray"):
+        cfg = make_config(1, data={"precompute_views": 2, "precomputed_dir": str(tmp_path / mode)})
+        precompute(cfg, use_ray=mode == "ray")
+        ds = PrecomputedDataset(cfg.data, 0, precompute_fingerprint(cfg.model, cfg.data, 0))
+        got[mode] = (ds, [ds._read(i, v) for i in range(len(ds)) for v in range(2)])
+    (local, rows_l), (ray_ds, rows_r) = got["local"], got["ray"]
+    assert local.keys == ray_ds.keys and torch.equal(local.null_text, ray_ds.null_text)
+    for a, b in zip(rows_l, rows_r):
+        assert a["frames"] == b["frames"] and torch.equal(a["latents"], b["latents"])
+        assert torch.equal(a["text"], b["text"])
