@@ -14,6 +14,7 @@ import json
 import logging
 import os
 import time
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -38,7 +39,15 @@ from dataset_builder.stages.filter_foreground import FilterForegroundStage
 from dataset_builder.stages.inpaint import InpaintStage
 from dataset_builder.stages.layer_qa import LayerQAStage
 from dataset_builder.stages.matte import MatteStage
-from dataset_builder.stages.runtime import StageSpec, map_stage, run_local, write_ray, writer_spec
+from dataset_builder.stages.runtime import (
+    CrashGuarded,
+    StageSpec,
+    map_stage,
+    run_local,
+    start_crash_ledger,
+    write_ray,
+    writer_spec,
+)
 from dataset_builder.stages.sample_clips import SampleClips
 from dataset_builder.stages.segment_track import SegmentTrackStage
 from dataset_builder.stages.tag import TagStage
@@ -120,16 +129,20 @@ def input_dataset(entries: list[InputEntry], rows_per_block: int = 100):
     return ray.data.from_arrow([table.slice(lo, hi - lo) for lo, hi in zip(bounds[:-1], bounds[1:])])
 
 
-def decode_stage(ds, cfg: BuildConfig, skip_clip_ids: set[str]):
+def decode_stage(ds, cfg: BuildConfig, skip_clip_ids: set[str], ledger: str | None = None):
     """Decode as an autoscaling actor pool. Read-ahead is bounded by Ray Data's backpressure on the
     pool's output and two queued blocks per actor (the least that lets the pool autoscale: Ray Data
     grows a pool at 175 % task utilisation), not by the number of inputs."""
     import ray.data
 
+    kwargs = {"clip": cfg.clip, "config_hash": cfg.processing_hash(), "skip_clip_ids": frozenset(skip_clip_ids),
+              "limits": cfg.input}
+    cls = SampleClips
+    if ledger is not None:  # a video that kills its decoder is retried once, then a worker_crash reject
+        cls, kwargs = CrashGuarded, {"inner": SampleClips, "inner_kwargs": kwargs, "ledger": ledger}
     return ds.map_batches(
-        SampleClips,
-        fn_constructor_kwargs={"clip": cfg.clip, "config_hash": cfg.processing_hash(),
-                               "skip_clip_ids": frozenset(skip_clip_ids), "limits": cfg.input},
+        cls,
+        fn_constructor_kwargs=kwargs,
         batch_size=1, batch_format="numpy", num_cpus=cfg.ray.decode_num_cpus,
         compute=ray.data.ActorPoolStrategy(min_size=cfg.ray.decode_min_actors, max_size=cfg.ray.decode_max_actors,
                                            max_tasks_in_flight_per_actor=2),
@@ -155,16 +168,16 @@ def shard_writer_spec(cfg: BuildConfig) -> StageSpec:
     return writer_spec(out.dir, ClipState, out.samples_per_shard, out.max_shard_bytes)
 
 
-def build_dataset(cfg: BuildConfig, inputs: list[InputEntry], skip_clip_ids: set[str]):
+def build_dataset(cfg: BuildConfig, inputs: list[InputEntry], skip_clip_ids: set[str], ledger: str | None = None):
     """inputs -> decode -> stages (Ray Data, lazy); :func:`run_build` maps the writer stage after them.
     ``skip_clip_ids``: committed clips of partially committed inputs only (``layout.resume_plan``)."""
     import ray.data
 
     ctx = ray.data.DataContext.get_current()
     ctx.execution_options.preserve_order = cfg.ray.preserve_order
-    ds = decode_stage(input_dataset(inputs, cfg.input.rows_per_block), cfg, skip_clip_ids)
+    ds = decode_stage(input_dataset(inputs, cfg.input.rows_per_block), cfg, skip_clip_ids, ledger)
     for spec in stage_specs(cfg):
-        ds = map_stage(ds, spec)
+        ds = map_stage(ds, spec, ledger)
     return ds
 
 
@@ -225,7 +238,7 @@ def run_build(cfg: BuildConfig, inputs: list[str] | None = None, use_ray: bool =
     committed inputs reach the decode stage. Workers write the shards; the driver sees commit records.
     """
     t0 = time.time()
-    out_dir = ensure_output_dir(cfg.output.dir)
+    out_dir = Storage.at(ensure_output_dir(cfg.output.dir))  # local path or s3:// etc.
     with OutputDir(out_dir):
         entries = plan_inputs(cfg, inputs)
         plan = layout.resume_plan(out_dir, include_rejected=not cfg.output.retry_rejects)
@@ -236,7 +249,9 @@ def run_build(cfg: BuildConfig, inputs: list[str] | None = None, use_ray: bool =
             commits: Iterator = iter(())
         elif use_ray:
             init_ray(cfg)
-            commits = write_ray(build_dataset(cfg, pending, plan.partial_clip_ids), writer)
+            ledger = f"layerflow-crash-ledger-{uuid.uuid4().hex[:12]}"
+            ledger_actor = start_crash_ledger(ledger)  # noqa: F841 - held so it lives as long as the run
+            commits = write_ray(build_dataset(cfg, pending, plan.partial_clip_ids, ledger), writer)
         else:
             commits = run_local(decoded_batches(cfg, pending, plan.partial_clip_ids),
                                 stage_specs(cfg, fuse=False), writer)
@@ -257,12 +272,12 @@ def run_build(cfg: BuildConfig, inputs: list[str] | None = None, use_ray: bool =
             "samples_total": layout.read_manifest(out_dir, committed).num_rows,
             "rejects_total": layout.read_rejects(out_dir, committed).num_rows,
             **now, "inputs": len(entries), "inputs_skipped_as_committed": len(entries) - len(pending),
-            "seconds": round(time.time() - t0, 2), "config_hash": cfg.processing_hash(), "out_dir": str(out_dir),
+            "seconds": round(time.time() - t0, 2), "config_hash": cfg.processing_hash(), "out_dir": out_dir.uri,
             "executor": "ray" if use_ray else "local",
         }
         summary["unaccounted_inputs"] = unaccounted_inputs(out_dir, [e.uri for e in entries])
-        (out_dir / "run_summary.json").write_text(json.dumps(summary, indent=1))
-        (out_dir / "config.json").write_text(cfg.model_dump_json(indent=1))
+        out_dir.write_bytes("run_summary.json", json.dumps(summary, indent=1).encode())
+        out_dir.write_bytes("config.json", cfg.model_dump_json(indent=1).encode())
     return summary
 
 
@@ -281,7 +296,7 @@ def _raise_user_errors(commits: Iterator):
         raise
 
 
-def unaccounted_inputs(out_dir: str | os.PathLike, inputs: list[str]) -> list[str]:
+def unaccounted_inputs(out_dir: str | os.PathLike | Storage, inputs: list[str]) -> list[str]:
     """Inputs that are neither in a shard nor in the rejects table (must be empty)."""
     commits = layout.list_commits(out_dir)
     seen = set(layout.read_manifest(out_dir, commits).column("source_uri").to_pylist())

@@ -9,6 +9,7 @@ a driver-side :class:`ShardWriter`, the same writer the workers use.
 from __future__ import annotations
 
 import logging
+import uuid
 
 import numpy as np
 from collections.abc import Iterator
@@ -21,7 +22,7 @@ from dataset_builder.derived.common import EncodeLayersStage, UnitState
 from dataset_builder.derived.config import CopyPasteConfig, ImageLayersConfig
 from dataset_builder.io import layout
 from dataset_builder.io.shard_writer import OutputDir, ShardWriter
-from dataset_builder.stages.runtime import StageSpec, run_local, run_ray, writer_spec
+from dataset_builder.stages.runtime import StageSpec, run_local, run_ray, start_crash_ledger, writer_spec
 from schemas import CommitRecord, RejectRecord
 
 log = logging.getLogger(__name__)
@@ -71,7 +72,9 @@ def _run(metas: list[str], stage_cls: type, cfg: CopyPasteConfig | ImageLayersCo
         import ray.data
 
         ray.data.DataContext.get_current().execution_options.preserve_order = cfg.ray.preserve_order
-        return list(run_ray(ray.data.from_items([{"meta": meta} for meta in metas]), specs, writer))
+        ledger = f"layerflow-crash-ledger-{uuid.uuid4().hex[:12]}"
+        ledger_actor = start_crash_ledger(ledger)  # noqa: F841 - held so it lives as long as the run
+        return list(run_ray(ray.data.from_items([{"meta": meta} for meta in metas]), specs, writer, ledger))
     finally:
         if started:
             import ray

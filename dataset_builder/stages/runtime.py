@@ -9,12 +9,16 @@
 * :func:`run_ray` (:func:`write_ray`) / :func:`run_local` - the same stages and writer on Ray Data, or called in this
   process (debugging, small jobs, benchmark baseline). Both yield :class:`CommitRecord` objects.
 
+With a crash ledger, every stage runs inside :class:`CrashGuarded`: a unit whose worker dies (segfault,
+OOM kill) is retried once alone in a fresh worker, then becomes a ``worker_crash`` reject.
+
 Stages are row stages (:class:`~dataset_builder.stages.base.RowStage`): exceptions become rejects
 there; rows end with ``meta`` (the unit's state JSON) and ``payload`` (the encoded tar fragment).
 """
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 from collections.abc import Iterable, Iterator
@@ -26,7 +30,7 @@ import numpy as np
 from dataset_builder.config import Resources
 from dataset_builder.io.shard_writer import ShardWriter, samples_from_payload
 from dataset_builder.io.storage import Storage
-from dataset_builder.stages.base import RowState, rows_from_batch
+from dataset_builder.stages.base import RowState, batch_from_rows, rows_from_batch
 from dataset_builder.stages.circuit_breaker import clip_failure
 from schemas import CommitRecord
 
@@ -50,17 +54,119 @@ def pool_size(res: Resources) -> tuple[int, int]:
     return low, max(low, res.max_concurrency or low)
 
 
-def map_stage(ds, spec: StageSpec, **ray_args):
-    """``ds.map_batches`` of one stage on an autoscaling actor pool sized by its resources."""
+def map_stage(ds, spec: StageSpec, ledger: str | None = None, **ray_args):
+    """``ds.map_batches`` of one stage on an autoscaling actor pool sized by its resources. With a
+    crash ``ledger`` (:func:`start_crash_ledger`) the stage runs inside :class:`CrashGuarded`."""
     import ray.data
 
     res = spec.resources
     low, high = pool_size(res)
+    cls, kwargs = spec.cls, spec.kwargs
+    if ledger is not None:
+        cls, kwargs = CrashGuarded, {"inner": spec.cls, "inner_kwargs": spec.kwargs, "ledger": ledger}
     return ds.map_batches(
-        spec.cls, fn_constructor_kwargs=spec.kwargs, batch_size=res.batch_size, batch_format="numpy",
+        cls, fn_constructor_kwargs=kwargs, batch_size=res.batch_size, batch_format="numpy",
         num_cpus=res.num_cpus, num_gpus=res.num_gpus or None,
         compute=ray.data.ActorPoolStrategy(min_size=low, max_size=high), **ray_args,
     )
+
+
+# -- hard worker crashes ----------------------------------------------------------------------------
+WORKER_CRASH = "worker_crash"
+
+
+class CrashLedger:
+    """Counts how often each unit was started, cluster-wide (a named Ray actor; Ray-free logic).
+
+    Ray Data retries a task forever when its actor process dies (segfault, OOM kill, ``os._exit``),
+    so one poisoned clip would end the run by never ending it. The ledger remembers, across those
+    retries and fresh workers, which units were in flight."""
+
+    def __init__(self) -> None:
+        self.started: dict[str, int] = {}
+        self.alone: dict[str, int] = {}
+
+    def begin(self, keys: list[str]) -> list[int]:
+        """Start ``keys`` as one batch; returns each key's start count including this one."""
+        out = []
+        for key in keys:
+            self.started[key] = self.started.get(key, 0) + 1
+            out.append(self.started[key])
+        return out
+
+    def begin_alone(self, key: str) -> int:
+        """Start ``key`` on its own; returns how many earlier solo starts it had (each one crashed)."""
+        before = self.alone.get(key, 0)
+        self.alone[key] = before + 1
+        return before
+
+    def end(self, keys: list[str]) -> None:
+        for key in keys:
+            self.started.pop(key, None)
+            self.alone.pop(key, None)
+
+    def in_flight(self) -> int:
+        return len(self.started)
+
+
+def start_crash_ledger(name: str):
+    """The run's ledger actor (owned by the driver's job, gone with it)."""
+    import ray
+
+    return ray.remote(num_cpus=0)(CrashLedger).options(name=name, max_restarts=0).remote()
+
+
+class CrashGuarded:
+    """Runs a stage so that a hard crash of its worker costs one unit, not the run: a batch whose
+    units were started before (Ray is retrying it after the worker died) is re-run one unit at a
+    time; a unit whose solo run crashed too becomes a ``worker_crash`` reject without running again
+    (so it gets exactly one retry, in a fresh worker)."""
+
+    def __init__(self, inner: type, inner_kwargs: dict[str, Any], ledger: str):
+        import ray
+
+        self.inner = inner(**inner_kwargs)
+        self.ledger = ray.get_actor(ledger)
+        self.name = getattr(self.inner, "stage", type(self.inner).__name__)
+
+    def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        import ray
+
+        rows = rows_from_batch(batch)
+        keys = [_unit_key(row) for row in rows]
+        starts = ray.get(self.ledger.begin.remote(keys))
+        if all(n == 1 for n in starts):
+            out = self.inner(batch)
+            self.ledger.end.remote(keys)
+            return out
+        outs = []
+        for row, key in zip(rows, keys):
+            if ray.get(self.ledger.begin_alone.remote(key)) >= 1:
+                log.warning("%s crashed its worker twice on %s: rejected as %s", self.name, key, WORKER_CRASH)
+                outs.append(self._reject(row, key))
+            else:
+                outs.append(self.inner(batch_from_rows([row])))
+            self.ledger.end.remote([key])
+        rows_out = [r for out in outs for r in rows_from_batch(out)]
+        return batch_from_rows(rows_out) if rows_out else self.inner({k: v[:0] for k, v in batch.items()})
+
+    def _reject(self, row: dict[str, Any], key: str) -> dict[str, np.ndarray]:
+        detail = f"the worker process died twice while {type(self.inner).__name__} processed {key} (segfault/OOM?)"
+        if "meta" not in row:  # the decode stage: its input row is a video
+            return batch_from_rows(self.inner.crash_rejects(str(row["uri"]), WORKER_CRASH, detail))
+        stages = getattr(self.inner, "stages", [self.inner])
+        state = stages[0].state_cls.model_validate_json(row["meta"])
+        state.reject_row(getattr(stages[0], "stage", self.name), WORKER_CRASH, detail)
+        state.rejected = True
+        row["meta"] = state.model_dump_json()
+        return self.inner(batch_from_rows([row]))  # passes through as rejected (heavy columns dropped)
+
+
+def _unit_key(row: dict[str, Any]) -> str:
+    if "meta" in row:
+        meta = json.loads(row["meta"])
+        return str(meta.get("clip_id") or meta.get("unit_id"))
+    return str(row["uri"])
 
 
 class WriteShards:
@@ -101,10 +207,10 @@ class WriteShards:
         return self.take_commits()
 
 
-def run_ray(ds, stages: list[StageSpec], writer: StageSpec) -> Iterator[CommitRecord]:
+def run_ray(ds, stages: list[StageSpec], writer: StageSpec, ledger: str | None = None) -> Iterator[CommitRecord]:
     """Map ``stages`` then the writer over ``ds``; yields the commit records as shards commit."""
     for spec in stages:
-        ds = map_stage(ds, spec)
+        ds = map_stage(ds, spec, ledger)
     return write_ray(ds, writer)
 
 

@@ -177,6 +177,10 @@ class SampleClips:
             raise _Truncated(short_decode_detail(uri, decoded, info.expected_frames))
         return [(p, frames_of[p]) for p in todo], len(plans)
 
+    def crash_rejects(self, uri: str, reason: str, detail: str) -> list[dict[str, Any]]:
+        """The reject row of a video whose decode killed its worker (see ``stages.runtime.CrashGuarded``)."""
+        return self._video_reject(uri, reason, detail)
+
     def _video_reject(self, uri: str, reason: str, detail: str) -> list[dict[str, Any]]:
         """The one reject row of a video that yields no clip; none when already committed."""
         key = uri if "://" in uri else os.path.abspath(uri)
