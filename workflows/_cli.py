@@ -9,7 +9,10 @@ from collections.abc import Callable
 
 from pydantic import ValidationError
 
-USER_ERRORS = (FileNotFoundError, NotADirectoryError, ValidationError, ValueError, KeyError)
+from dataset_builder.io.shard_writer import DiskFull, OutputDirBusy
+
+#: DiskFull: the writer already removed its partial files; OutputDirBusy: another build holds the lease.
+USER_ERRORS = (FileNotFoundError, NotADirectoryError, ValidationError, ValueError, KeyError, DiskFull, OutputDirBusy)
 
 
 def run_cli(main: Callable[[], int]) -> None:

@@ -57,7 +57,16 @@ class SampleToWrite:
 
 
 def writer_id() -> str:
-    return f"{socket.gethostname()}:{os.getpid()}"
+    """host:pid, plus @<Ray node id> inside a Ray worker (which node wrote a shard)."""
+    ident = f"{socket.gethostname()}:{os.getpid()}"
+    try:
+        import ray
+
+        if ray.is_initialized():
+            ident += "@" + ray.get_runtime_context().get_node_id()[:12]
+    except Exception:  # noqa: BLE001 - provenance only
+        pass
+    return ident
 
 
 @dataclass
