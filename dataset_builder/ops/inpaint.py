@@ -1,11 +1,17 @@
 """Video object removal without a network: borrow the background from other frames, then paint.
 
-1. Dilate the object mask into the hole (covers soft edges, shadows' fringe, mask error).
-2. For each frame, warp the other frames onto it with the camera homographies and take, per hole
-   pixel, the median of the first ``max_candidates`` frames (nearest in time first) that see that
-   pixel outside their own hole. Static camera or pan: most of the hole is real background.
-3. What no frame ever saw is filled spatially (cv2.inpaint, Telea or Navier-Stokes).
-4. The fill fades into the input across the outer ring of the hole, so there is no hard seam.
+1. Dilate the object mask into the hole (covers soft edges and mask error), and further downward
+   (contact shadows fall below an object).
+2. Flow-guided propagation, ProPainter's first stage done classically: dense optical flow between
+   neighbouring frames (DIS), *completed* inside the hole (the flow there is the object's, not the
+   background's: the residual to the camera homography is interpolated from around the hole), then
+   each hole pixel is followed along the chained flow, forward and backward, to the nearest frames
+   where it is visible, and takes the median of their colours. Follows parallax that one homography
+   per frame cannot.
+3. What propagation did not reach: warp the other frames with the camera homographies and take, per
+   pixel, the median of the first ``max_candidates`` frames that see it outside their own hole.
+4. What no frame ever saw is filled spatially (cv2.inpaint, Telea or Navier-Stokes).
+5. The fill fades into the input across the outer ring of the hole, so there is no hard seam.
    Pixels outside the dilated hole are returned untouched.
 """
 
@@ -17,13 +23,155 @@ import numpy as np
 from dataset_builder.ops.motion import relative_homography, warp, warp_valid
 
 
-def dilate_masks(masks: np.ndarray, radius: int, threshold: int = 1) -> np.ndarray:
-    """Bool (T,H,W) hole: every pixel with mask >= ``threshold`` grown by ``radius`` px."""
+def dilate_masks(masks: np.ndarray, radius: int, threshold: int = 1, shadow: float = 0.0) -> np.ndarray:
+    """Bool (T,H,W) hole: every pixel with mask >= ``threshold`` grown by ``radius`` px, and by a further
+    ``shadow`` x the object's height downward (where a contact shadow lies)."""
     hard = (masks >= threshold).astype(np.uint8)
-    if radius <= 0:
-        return hard > 0
-    k = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * radius + 1, 2 * radius + 1))
-    return np.stack([cv2.dilate(m, k) for m in hard]) > 0
+    if radius > 0:
+        k = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * radius + 1, 2 * radius + 1))
+        hard = np.stack([cv2.dilate(m, k) for m in hard])
+    if shadow > 0:
+        rows = np.nonzero(hard.any(axis=(0, 2)))[0]
+        extra = int(round(shadow * (rows[-1] - rows[0] + 1))) if len(rows) else 0
+        if extra > 0:  # a (2e+1, 1) kernel, lower half off: each object pixel also covers ``extra`` rows below
+            k = np.ones((2 * extra + 1, 1), np.uint8)
+            k[extra + 1:] = 0
+            hard = np.stack([cv2.dilate(m, k) for m in hard])
+    return hard > 0
+
+
+def _gray(frame: np.ndarray) -> np.ndarray:
+    return cv2.cvtColor(frame, cv2.COLOR_RGB2GRAY)
+
+
+def complete_flow(
+    flow: np.ndarray, hole: np.ndarray, base: np.ndarray | None = None, sigma: float = 4.0, margin: int = 8,
+    deadzone: float = 0.5, max_residual: float = 2.0,
+) -> np.ndarray:
+    """Replace ``flow`` inside ``hole`` by the surrounding (background) flow.
+
+    With ``base`` (the camera homography's flow), only the residual ``flow - base`` is interpolated into
+    the hole, so a pure camera motion is completed exactly and parallax smoothly. Interpolation is a
+    normalised convolution whose Gaussian doubles until every hole pixel has support. Flow within
+    ``margin`` px of the hole is not trusted either (dense flow bleeds the object's motion outward), nor
+    residuals over ``max_residual`` px (other movers, not background parallax).
+    """
+    if not hole.any():
+        return flow
+    base = np.zeros_like(flow) if base is None else base
+    resid = flow - base
+    mag = np.linalg.norm(resid, axis=-1)
+    resid[mag < deadzone] = 0.0  # sub-pixel residuals around the hole are flow noise, not parallax
+    k = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * margin + 1, 2 * margin + 1))
+    wide = cv2.dilate(hole.astype(np.uint8), k) > 0 if margin > 0 else hole
+    valid = (~wide & (mag <= max_residual)).astype(np.float32)
+    fill = np.zeros_like(resid)
+    if valid.any():
+        num = resid * valid[..., None]
+        todo = wide.copy()
+        while todo.any() and sigma <= 4 * max(flow.shape):
+            wb = cv2.GaussianBlur(valid, (0, 0), sigma)
+            nb = cv2.GaussianBlur(num, (0, 0), sigma)
+            ok = todo & (wb > 1e-3)
+            fill[ok] = nb[ok] / wb[ok][:, None]
+            todo &= ~ok
+            sigma *= 2.0
+    out = flow.copy()
+    out[wide] = base[wide] + fill[wide]
+    return out
+
+
+def _homography_flow(hom: np.ndarray, h: int, w: int) -> np.ndarray:
+    gx, gy = np.meshgrid(np.arange(w, dtype=np.float32), np.arange(h, dtype=np.float32))
+    pts = cv2.perspectiveTransform(np.stack([gx, gy], -1).reshape(-1, 1, 2), hom.astype(np.float64))
+    return (pts.reshape(h, w, 2) - np.stack([gx, gy], -1)).astype(np.float32)
+
+
+def background_flows(
+    frames: np.ndarray, holes: np.ndarray, cum: np.ndarray, max_side: int = 360
+) -> tuple[np.ndarray, np.ndarray]:
+    """Completed background flows at ``max_side``: ``to_next[t]`` maps frame t pixels into t+1,
+    ``to_prev[t]`` frame t+1 pixels into t (DIS optical flow, holes completed around the camera's
+    homography flow). Returns them with the scale they were computed at."""
+    t, h, w = holes.shape
+    scale = min(1.0, max_side / max(h, w))
+    sw, sh = max(8, round(w * scale)), max(8, round(h * scale))
+    grays = [cv2.resize(_gray(f), (sw, sh), interpolation=cv2.INTER_AREA) for f in frames]
+    small_holes = [cv2.resize(m.astype(np.uint8), (sw, sh), interpolation=cv2.INTER_NEAREST) > 0 for m in holes]
+    s = np.diag([sw / w, sh / h, 1.0])
+    dis = cv2.DISOpticalFlow_create(cv2.DISOPTICAL_FLOW_PRESET_MEDIUM)
+    to_next = np.zeros((t - 1, sh, sw, 2), np.float32)
+    to_prev = np.zeros((t - 1, sh, sw, 2), np.float32)
+    for i in range(t - 1):
+        fwd_h = s @ relative_homography(cum, i, i + 1) @ np.linalg.inv(s)
+        to_next[i] = complete_flow(dis.calc(grays[i], grays[i + 1], None), small_holes[i],
+                                   _homography_flow(fwd_h, sh, sw))
+        to_prev[i] = complete_flow(dis.calc(grays[i + 1], grays[i], None), small_holes[i + 1],
+                                   _homography_flow(np.linalg.inv(fwd_h), sh, sw))
+    return to_next, to_prev
+
+
+def _sample(image: np.ndarray, pts: np.ndarray, nearest: bool = False) -> np.ndarray:
+    """``image`` at float points (N, 2) (x, y); zeros outside."""
+    mx = np.ascontiguousarray(pts[:, 0].reshape(-1, 1), np.float32)
+    my = np.ascontiguousarray(pts[:, 1].reshape(-1, 1), np.float32)
+    out = cv2.remap(image, mx, my, cv2.INTER_NEAREST if nearest else cv2.INTER_LINEAR,
+                    borderMode=cv2.BORDER_CONSTANT, borderValue=0)
+    return out.reshape(len(pts), *image.shape[2:])
+
+
+def flow_fill(
+    frames: np.ndarray, holes: np.ndarray, cum: np.ndarray, max_candidates: int = 3, max_side: int = 360,
+    max_steps: int | None = None,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Fill hole pixels from the frames where they are visible, found along completed optical flow.
+
+    Each hole pixel of frame i is followed frame by frame (chaining the completed flows, forward and
+    backward); wherever its track leaves the other frame's hole, that frame's colour is a candidate,
+    sampled once from the original frame (no blur from repeated resampling). The per-channel median of
+    the ``max_candidates`` nearest-in-time candidates is the fill. Returns (uint8 frames, bool unseen).
+    """
+    t, h, w = holes.shape
+    out, unseen = frames.copy(), holes.copy()
+    if t < 2 or not holes.any():
+        return out, unseen
+    to_next, to_prev = background_flows(frames, holes, cum, max_side)
+    sh, sw = to_next.shape[1:3]
+    sx, sy = sw / w, sh / h
+    steps = max_steps or t - 1
+    for i in range(t):
+        ys, xs = np.nonzero(holes[i])
+        if not len(ys):
+            continue
+        cands = np.zeros((max_candidates, len(ys), 3), np.float32)
+        count = np.zeros(len(ys), np.int32)
+        tracks = {d: np.stack([xs * sx, ys * sy], 1).astype(np.float32) for d in (1, -1)}
+        alive = {d: np.ones(len(ys), bool) for d in (1, -1)}
+        for k in range(1, steps + 1):
+            for d in (1, -1):
+                j = i + d * k
+                if not 0 <= j < t or not alive[d].any():
+                    alive[d][:] = False
+                    continue
+                flows = to_next[j - 1] if d == 1 else to_prev[j]
+                pos = tracks[d]
+                pos += _sample(flows, pos)
+                inside = (pos[:, 0] >= 0) & (pos[:, 0] <= sw - 1) & (pos[:, 1] >= 0) & (pos[:, 1] <= sh - 1)
+                alive[d] &= inside
+                full = np.stack([pos[:, 0] / sx, pos[:, 1] / sy], 1)
+                in_hole = _sample(holes[j].astype(np.uint8), full, nearest=True) > 0
+                take = alive[d] & ~in_hole & (count < max_candidates)
+                if take.any():
+                    cands[count[take], np.nonzero(take)[0]] = _sample(frames[j], full[take])
+                    count[take] += 1
+            if (count >= max_candidates).all() or not (alive[1].any() or alive[-1].any()):
+                break
+        seen = count > 0
+        if seen.any():
+            stack = np.where(np.arange(max_candidates)[:, None, None] < count[None, :, None], cands, np.nan)
+            out[i, ys[seen], xs[seen]] = np.clip(np.round(np.nanmedian(stack[:, seen], axis=0)), 0, 255)
+            unseen[i, ys[seen], xs[seen]] = False
+    return out, unseen
 
 
 def temporal_fill(
@@ -89,6 +237,9 @@ def inpaint_video(
     masks: np.ndarray,
     cum: np.ndarray,
     dilate: int = 6,
+    shadow: float = 0.0,
+    flow: bool = True,
+    flow_max_side: int = 360,
     max_candidates: int = 5,
     max_sources: int = 12,
     spatial_radius: int = 5,
@@ -97,11 +248,17 @@ def inpaint_video(
 ) -> tuple[np.ndarray, dict[str, float]]:
     """Remove the masked object from every frame. ``cum``: frame -> frame-0 homographies.
 
-    Returns (background uint8 (T,H,W,3), stats: hole fraction and share filled temporally).
+    Returns (background uint8 (T,H,W,3), stats: hole fraction, share filled along flow, share filled
+    temporally in all).
     """
-    holes = dilate_masks(masks, dilate)
+    holes = dilate_masks(masks, dilate, shadow=shadow)
     core = masks >= 128
-    filled, unseen = temporal_fill(frames, holes, cum, max_candidates, max_sources)
+    if flow:
+        filled, unseen = flow_fill(frames, holes, cum, max_candidates=min(3, max_candidates), max_side=flow_max_side)
+    else:
+        filled, unseen = frames, holes
+    flow_unseen = int(unseen.sum())
+    filled, unseen = temporal_fill(filled, unseen, cum, max_candidates, max_sources)
     out = np.empty_like(frames)
     for i in range(len(frames)):
         painted = spatial_fill(filled[i], unseen[i], spatial_radius, spatial_method)
@@ -109,6 +266,7 @@ def inpaint_video(
     hole_px = int(holes.sum())
     stats = {
         "hole_fraction": float(holes.mean()),
+        "flow_fill_fraction": float(1.0 - flow_unseen / hole_px) if hole_px else 1.0,
         "temporal_fill_fraction": float(1.0 - unseen.sum() / hole_px) if hole_px else 1.0,
     }
     return out, stats

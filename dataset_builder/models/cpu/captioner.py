@@ -1,8 +1,14 @@
 """Deterministic template captions for the three LayerFlow layers, built from measurements.
 
-fg:    what the object is, its colours, size, where it is and how it moves (alpha centroid track).
-bg:    the scene without the object: colour tones, brightness, scene tags, camera motion.
+fg:    what the object is (its class label), its colours, size, where it is and how it moves.
+bg:    the scene without the object: what else stays in it (the clip's other objects and detected
+       people, by class), colour tones, brightness, scene tags, camera motion. It never calls a scene
+       empty: with nothing detected it just does not mention other content.
 blend: the composed shot in one sentence, object + motion + scene + camera.
+
+Camera motion is estimated once per clip, on the blend, and shared by all its objects
+(:meth:`TemplateCaptioner.caption_objects`). Placeholder labels ("moving object") never reach a
+caption: an object without a class is "object".
 """
 
 from __future__ import annotations
@@ -26,8 +32,11 @@ _CAMERA = {"static": "a static camera", "panning": "a camera panning {dir}", "zo
            "shaky": "a handheld, shaky camera"}
 #: Scene tags worth repeating in the bg caption (colour/brightness/camera are measured directly).
 _SCENE_WORDS = {"sky": "open sky", "outdoor": "an outdoor setting"}
-_LIGHT = {"dark": " dark", "bright": " bright", "evenly lit": ", evenly lit"}
 _ARTICLE_LIGHT = {"dark": "a dark", "bright": "a bright", "evenly lit": "an evenly lit"}
+#: Labels that name no class (segmenter/tagger fallbacks); captions say "object" instead.
+PLACEHOLDER_LABELS = {"", "object", "moving object", "thing", "foreground", "salient object"}
+#: Scene tags that are not content (measured directly or not objects).
+_NOT_CONTENT = {"sky", "outdoor", "indoor", "dark", "bright", "evenly lit"}
 
 
 class CaptionerOptions(Options):
@@ -41,6 +50,46 @@ def _join(words: list[str]) -> str:
     return words[0] if len(words) == 1 else ", ".join(words[:-1]) + " and " + words[-1]
 
 
+def class_name(label: str) -> str:
+    """The noun a caption uses for a label: the class, or "object" for placeholders."""
+    label = (label or "").strip()
+    return "object" if label.lower() in PLACEHOLDER_LABELS else label
+
+
+def _plural(noun: str) -> str:
+    if noun == "person":
+        return "people"
+    return noun + ("es" if noun.endswith(("s", "sh", "ch", "x")) else "s")
+
+
+def _article(noun: str) -> str:
+    return ("an " if noun[:1].lower() in "aeiou" else "a ") + noun
+
+
+def describe_others(labels: list[str]) -> str:
+    """'a person and two dogs' from the classes of what stays in the bg ('' if nothing)."""
+    counts: dict[str, int] = {}
+    for label in labels:
+        noun = class_name(label)
+        counts[noun] = counts.get(noun, 0) + 1
+    words = {1: "", 2: "two ", 3: "three ", 4: "four "}
+    parts = [_article(n) if c == 1 else f"{words.get(c, 'several ')}{_plural(n)}" for n, c in counts.items()]
+    return _join(parts) if parts else ""
+
+
+def bg_content(index: int, labels: list[str], tags: list[str]) -> list[str]:
+    """Classes left in object ``index``'s background: the clip's other objects, plus tagged subjects
+    (e.g. people the tagger saw) that no object accounts for. An unlabelled object might be such a
+    subject, so then tags add nothing (a caption must not invent content)."""
+    others = [class_name(lbl) for j, lbl in enumerate(labels) if j != index]
+    seen = {class_name(lbl) for lbl in labels}
+    if "object" in seen:
+        return others
+    extra = [class_name(t) for t in tags if not t.endswith(("camera", "tones")) and t not in _NOT_CONTENT
+             and class_name(t) != "object" and class_name(t) not in seen]
+    return others + extra
+
+
 class TemplateCaptioner:
     def __init__(self, spec: BackendSpec):
         self.options = parse_options(CaptionerOptions, spec, "caption/cpu")
@@ -48,9 +97,23 @@ class TemplateCaptioner:
     def caption(
         self, frames: np.ndarray, alpha: np.ndarray, background: np.ndarray, label: str, tags: list[str]
     ) -> LayerCaptions:
+        return self.caption_objects(frames, alpha[None], background[None], [label], tags)[0]
+
+    def caption_objects(
+        self, frames: np.ndarray, alphas: np.ndarray, backgrounds: np.ndarray, labels: list[str], tags: list[str]
+    ) -> list[LayerCaptions]:
+        """Captions of all objects of a clip; the camera is measured once, on the blend."""
         o = self.options
+        _, h, w = frames.shape[:3]
+        small = resize_frames(frames, work_scale(h, w, o.work_max_side))
+        pairwise, _ = pairwise_homographies(small, max_side=o.work_max_side)
+        cam = describe_camera_motion(cumulative_homographies(pairwise), *small.shape[1:3])
+        camera = _CAMERA[cam.kind].format(dir=cam.direction)
+        return [self._one(frames, alpha, bg, class_name(label), bg_content(i, labels, tags), tags, camera)
+                for i, (alpha, bg, label) in enumerate(zip(alphas, backgrounds, labels))]
+
+    def _one(self, frames, alpha, background, subject, others, tags, camera) -> LayerCaptions:
         _, h, w = alpha.shape
-        subject = label or "object"
         fg_cols = [c for c, _ in dominant_colors(frames, weights=alpha.astype(np.float64), top=2)] if alpha.any() \
             else []
         bg_cols = [c for c, _ in dominant_colors(background, top=2)]
@@ -62,11 +125,6 @@ class TemplateCaptioner:
         cents = mops.centroid_track(alpha)
         valid = cents[~np.isnan(cents[:, 0])]
         where = self._position(valid.mean(0), w, h) if len(valid) else "frame"
-
-        small = resize_frames(background, work_scale(h, w, o.work_max_side))
-        pairwise, _ = pairwise_homographies(small, max_side=o.work_max_side)
-        cam = describe_camera_motion(cumulative_homographies(pairwise), *small.shape[1:3])
-        camera = _CAMERA[cam.kind].format(dir=cam.direction)
         motion = self._motion(valid, w, h)
 
         colour = f"{_join(fg_cols)} " if fg_cols else ""
@@ -74,9 +132,15 @@ class TemplateCaptioner:
               f"covering about {round(100 * area)}% of the view, on a plain backdrop.")
         scene = [_SCENE_WORDS[x] for x in tags if x in _SCENE_WORDS]
         scene_txt = f" with {_join(scene)}" if scene else ""
-        bg = (f"An empty{_LIGHT[light]} scene in {_join(bg_cols)} tones{scene_txt}, filmed with {camera}; "
-              f"nothing moves in the foreground.")
-        blend = (f"A {colour}{subject} {motion} through {_ARTICLE_LIGHT[light]} {_join(bg_cols)} scene, "
+        content = describe_others(others)
+        if content:
+            bg = (f"{content[0].upper()}{content[1:]} in {_ARTICLE_LIGHT[light]} scene in {_join(bg_cols)} tones"
+                  f"{scene_txt}, filmed with {camera}.")
+        else:
+            lit = _ARTICLE_LIGHT[light]
+            bg = f"{lit[0].upper()}{lit[1:]} scene in {_join(bg_cols)} tones{scene_txt}, filmed with {camera}."
+        company = f", with {content}" if content else ""
+        blend = (f"A {colour}{subject} {motion} through {_ARTICLE_LIGHT[light]} {_join(bg_cols)} scene{company}, "
                  f"filmed with {camera}.")
         return LayerCaptions(fg=fg, bg=bg, blend=blend)
 

@@ -1,4 +1,5 @@
-"""Object removal on CPU: temporal fill from camera-aligned frames, spatial inpainting for the rest."""
+"""Object removal on CPU: flow-guided propagation, then camera-aligned frames, then spatial inpainting
+for what no frame ever saw (see ``ops.inpaint``)."""
 
 from __future__ import annotations
 
@@ -16,6 +17,11 @@ from dataset_builder.ops.motion import cumulative_homographies, pairwise_homogra
 class InpainterOptions(Options):
     #: Hole = mask (any alpha > 0) grown by this many px: covers soft edges and mask error.
     dilate: int = Field(6, ge=0)
+    #: Extra downward growth, as a fraction of the object's height (contact shadows).
+    shadow: float = Field(0.06, ge=0, le=1)
+    #: Flow-guided propagation (DIS flow completed in the hole) before the homography fill.
+    flow: bool = True
+    flow_max_side: int = Field(360, ge=64)
     #: Per hole pixel, median of this many aligned frames that see it (nearest in time first).
     max_candidates: int = Field(5, ge=1)
     #: Frames searched per target frame, nearest first.
@@ -41,7 +47,8 @@ class TemporalSpatialInpainter:
         pairwise, _ = pairwise_homographies(frames, max_side=o.align_max_side)
         cum = cumulative_homographies(pairwise)
         bg, self.last_stats = inpaint_video(
-            frames, masks, cum, dilate=o.dilate, max_candidates=o.max_candidates, max_sources=o.max_sources,
+            frames, masks, cum, dilate=o.dilate, shadow=o.shadow, flow=o.flow, flow_max_side=o.flow_max_side,
+            max_candidates=o.max_candidates, max_sources=o.max_sources,
             spatial_radius=o.spatial_radius, spatial_method=o.spatial_method, seam=o.seam,
         )
         return bg

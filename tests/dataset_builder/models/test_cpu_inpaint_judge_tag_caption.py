@@ -37,7 +37,7 @@ def test_inpainter_recovers_background(pan):
     c = make_synthetic_clip(seed=0 if pan else 2, num_frames=12, height=96, width=144, camera_pan=pan)
     inp = _b(BackendKind.INPAINTER)
     bg = inp.inpaint(c.frames, c.alpha)
-    hole = dilate_masks(c.alpha, inp.options.dilate)
+    hole = dilate_masks(c.alpha, inp.options.dilate, shadow=inp.options.shadow)
     assert bg.shape == c.frames.shape and bg.dtype == np.uint8
     assert (bg[~hole] == c.frames[~hole]).all()
     ours = _psnr(bg, c.bg, hole)

@@ -85,12 +85,14 @@ def test_inpaint_video_beats_naive_and_keeps_outside(pan_clip):
     assert stats["temporal_fill_fraction"] > 0.95
 
 
-def test_inpaint_spatial_fallback_when_never_seen():
+@pytest.mark.parametrize("flow", [False, True])
+def test_inpaint_spatial_fallback_when_never_seen(flow):
     c = make_synthetic_clip(seed=1, num_frames=4, height=64, width=96, camera_pan=False)
     masks = np.zeros(c.alpha.shape, np.uint8)
     masks[:, 20:30, 40:50] = 255  # a hole that never moves: no frame sees behind it
     cum = cumulative_homographies(pairwise_homographies(c.frames)[0])
-    bg, stats = inpaint_video(c.frames, masks, cum, dilate=2)
-    assert stats["temporal_fill_fraction"] == 0.0
+    bg, stats = inpaint_video(c.frames, masks, cum, dilate=2, flow=flow)
+    # Homographies are exact here; completed flow may drift a few px near a crossing mover at the rim.
+    assert stats["temporal_fill_fraction"] <= (0.2 if flow else 0.0)
     hole = dilate_masks(masks, 2)
     assert not (bg[hole] == c.frames[hole]).all() and (bg[~hole] == c.frames[~hole]).all()

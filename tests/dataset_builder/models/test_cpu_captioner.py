@@ -1,0 +1,43 @@
+"""CPU captions: class names, what stays in the bg, one camera motion per clip, no placeholders."""
+
+import numpy as np
+import pytest
+
+from dataset_builder.config import BackendSpec
+from dataset_builder.models.cpu.captioner import TemplateCaptioner, bg_content, describe_others
+from dataset_builder.samples.synthetic import make_synthetic_clip
+
+
+@pytest.fixture(scope="module")
+def two():
+    return make_synthetic_clip(seed=4, num_frames=8, height=96, width=144, num_objects=2, camera_pan=True)
+
+
+def test_bg_caption_names_what_stays_and_camera_is_shared(two):
+    cap = TemplateCaptioner(BackendSpec())
+    alphas = two.object_alphas
+    backgrounds = np.stack([two.frames, two.frames])  # content does not matter for the wording checks
+    person, dog = cap.caption_objects(two.frames, alphas, backgrounds, ["person", "dog"], ["person", "sky"])
+    assert "a dog" in person.bg.lower() and "a person" in dog.bg.lower()
+    assert "dog" not in dog.bg and "empty" not in person.bg + dog.bg
+    assert person.fg.count("person") == 1 and "dog" in dog.fg
+    camera = lambda text: text.split("filmed with ")[1]  # noqa: E731
+    assert camera(person.bg) == camera(dog.bg) == camera(person.blend) == camera(dog.blend)
+    assert "with a dog" in person.blend
+
+
+def test_placeholder_label_never_reaches_a_caption(two):
+    cap = TemplateCaptioner(BackendSpec())
+    out = cap.caption(two.frames, two.object_alphas[0], two.frames, "moving object", ["moving object", "person"])
+    text = out.fg + out.bg + out.blend
+    assert "moving object" not in text and "object" in out.fg
+    # The unlabelled object may be the tagged person: the bg must not claim a person besides it.
+    assert "person" not in out.bg and "empty" not in out.bg
+    assert out.bg.split(" scene")[0] in ("A dark", "A bright", "An evenly lit")
+
+
+def test_bg_content_counts_classes_and_adds_unclaimed_tagged_subjects():
+    assert describe_others(["person", "person", "dog"]) == "two people and a dog"
+    assert describe_others([]) == ""
+    assert bg_content(0, ["car"], ["person", "static camera", "gray tones", "outdoor"]) == ["person"]
+    assert bg_content(0, ["person", "person"], ["person"]) == ["person"]
