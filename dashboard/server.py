@@ -126,6 +126,10 @@ class DashboardApp:
                               tag=query.get("tag") or None, kind=query.get("kind") or None,
                               score=query.get("score") or None, score_min=num("min"), score_max=num("max"),
                               q=query.get("q") or None)
+        sort = query.get("sort") or None
+        if sort:  # by one score; samples without it go last whatever the order
+            sign = -1.0 if query.get("order") == "desc" else 1.0
+            rows = sorted(rows, key=lambda r: (sort not in r["scores"], sign * r["scores"].get(sort, 0.0)))
         offset, limit = _page(query)
         return {"total": len(rows), "offset": offset, "limit": limit, "items": rows[offset:offset + limit]}
 

@@ -39,6 +39,12 @@ function fmtBytes(n) {
   while (n >= 1024 && i < u.length - 1) { n /= 1024; i++; }
   return `${n.toFixed(i ? 1 : 0)} ${u[i]}`;
 }
+// QA scores (ops/qa.py) come first wherever scores are listed; for these, higher is worse.
+const QA_WORSE_IF_HIGH = new Set(["qa_empty_frames", "qa_edge_band_px", "qa_soft_visible_share", "qa_bg_remnant"]);
+function orderedScores(scores) {
+  const e = Object.entries(scores || {});
+  return [...e.filter(([k]) => k.startsWith("qa_")), ...e.filter(([k]) => !k.startsWith("qa_"))];
+}
 function fmtNum(x) { return x === null || x === undefined ? "–" : Math.abs(x) >= 100 ? x.toFixed(0) : x.toFixed(3); }
 function parseHash() {
   const raw = location.hash.replace(/^#/, "") || "/";
@@ -122,7 +128,7 @@ async function renderOverview() {
 async function renderSamples(params) {
   setNav("samples");
   const o = await overview();
-  const f = Object.fromEntries(["label", "tag", "kind", "score", "min", "max", "q", "offset"].map((k) => [k, params.get(k) || ""]));
+  const f = Object.fromEntries(["label", "tag", "kind", "score", "min", "max", "q", "sort", "order", "offset"].map((k) => [k, params.get(k) || ""]));
   const offset = parseInt(f.offset || "0", 10);
   const apply = (patch) => { location.hash = samplesHref({ ...f, offset: "", ...patch }); };
   const select = (name, options, label) => h("label", {}, label,
@@ -140,13 +146,18 @@ async function renderSamples(params) {
     h("div", { class: "body" },
       h("div", {}, h("span", { class: "chip label" }, r.label), h("span", { class: "chip kind" }, r.kind), r.tags.slice(0, 4).map((t) => h("span", { class: "chip" }, t))),
       h("div", { class: "cap", title: r.caption_blend }, r.caption_blend),
-      h("div", { class: "scores" }, Object.entries(r.scores).slice(0, 4).map(([k, v]) => `${k} ${fmtNum(v)}`).join(" · ")),
+      h("div", { class: "scores" }, (f.sort && f.sort in r.scores ? [[f.sort, r.scores[f.sort]]] : [])
+        .concat(orderedScores(r.scores).filter(([k]) => k !== f.sort)).slice(0, 4)
+        .map(([k, v]) => `${k.replace(/^qa_/, "")} ${fmtNum(v)}`).join(" · ")),
       h("div", { class: "key", title: r.key }, r.key))));
   render(
     h("div", { class: "filters" },
       select("label", Object.keys(o.labels), "label"), select("tag", Object.keys(o.tags), "tag"),
       select("kind", Object.keys(o.kinds), "kind"), select("score", o.score_names, "score"),
       h("label", {}, "min", num("min", "min")), h("label", {}, "max", num("max", "max")),
+      select("sort", o.score_names, "sort by"),
+      h("label", {}, "order", h("select", { onchange: (e) => apply({ order: e.target.value }) },
+        ["asc", "desc"].map((v) => h("option", { value: v === "asc" ? "" : v, selected: (f.order || "") === (v === "asc" ? "" : v) }, v)))),
       h("label", {}, "search", search),
       h("button", { onclick: () => apply({ q: search.value }) }, "Apply"),
       h("button", { onclick: () => { location.hash = "#/samples"; } }, "Clear")),
@@ -227,8 +238,10 @@ async function renderSample(key) {
         ["fg", "bg", "blend"].map((l) => h("div", { class: "cap" }, h("span", { class: "which" }, `${CAPTION_INDEX[l]}, ${l}`), h("span", {}, caps[l])))),
       h("section", { class: "panel" }, h("h3", {}, "Tags"),
         (rec.tags || row.tags).length ? (rec.tags || row.tags).map((t) => h("a", { class: "chip", href: samplesHref({ tag: t }) }, t)) : h("span", { class: "muted" }, "none"),
-        h("h3", { style: "margin-top:12px" }, "Scores"),
-        kv(Object.fromEntries(Object.entries(rec.scores || row.scores).map(([k, v]) => [k, fmtNum(v)]))),
+        h("h3", { style: "margin-top:12px" }, "QA scores"),
+        qaTable(rec.scores || row.scores),
+        h("h3", { style: "margin-top:12px" }, "Other scores"),
+        kv(Object.fromEntries(orderedScores(rec.scores || row.scores).filter(([k]) => !k.startsWith("qa_")).map(([k, v]) => [k, fmtNum(v)]))),
         h("h3", { style: "margin-top:12px" }, "Sample"),
         kv({ clip_id: row.clip_id, shard: row.shard, motion_scale: rec.motion_scale ?? "null (real video)", fg_fill: rec.fg_fill ?? "", schema_version: rec.schema_version || row.schema_version })),
       h("section", { class: "panel" }, h("h3", {}, "Provenance"), kv(prov),
@@ -236,6 +249,16 @@ async function renderSample(key) {
         kv(Object.fromEntries(Object.entries(s.members).map(([suf, m]) => [suf, fmtBytes(m.size)]))))),
     h("section", { class: "panel sheet", style: "margin-top:14px" }, h("h3", {}, "First / middle / last frame"),
       h("img", { src: s.sheet, alt: "contact sheet", loading: "lazy" })));
+}
+
+// QA scores of one sample: each links to the samples grid sorted by it, worst first.
+function qaTable(scores) {
+  const qa = orderedScores(scores).filter(([k]) => k.startsWith("qa_"));
+  if (!qa.length) return h("span", { class: "muted" }, "none (built without the layer_qa stage)");
+  return h("table", { class: "kv" }, qa.map(([k, v]) => h("tr", {},
+    h("td", {}, h("a", { href: samplesHref({ sort: k, order: QA_WORSE_IF_HIGH.has(k) ? "desc" : "" }),
+      title: "list samples by this score, worst first" }, k.replace(/^qa_/, ""))),
+    h("td", { class: "mono" }, fmtNum(v)))));
 }
 
 // -- rejects -----------------------------------------------------------------------------------

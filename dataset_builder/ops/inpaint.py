@@ -112,12 +112,17 @@ def background_flows(
 
 
 def _sample(image: np.ndarray, pts: np.ndarray, nearest: bool = False) -> np.ndarray:
-    """``image`` at float points (N, 2) (x, y); zeros outside."""
-    mx = np.ascontiguousarray(pts[:, 0].reshape(-1, 1), np.float32)
-    my = np.ascontiguousarray(pts[:, 1].reshape(-1, 1), np.float32)
+    """``image`` at float points (N, 2) (x, y); zeros outside. Points go through ``cv2.remap`` as a
+    (N / 1024, 1024) map (remap maps must stay under 32767 rows)."""
+    n, cols = len(pts), 1024
+    rows = max(1, -(-n // cols))
+    grid = np.full((rows * cols, 2), -1.0, np.float32)
+    grid[:n] = pts
+    mx = np.ascontiguousarray(grid[:, 0].reshape(rows, cols))
+    my = np.ascontiguousarray(grid[:, 1].reshape(rows, cols))
     out = cv2.remap(image, mx, my, cv2.INTER_NEAREST if nearest else cv2.INTER_LINEAR,
                     borderMode=cv2.BORDER_CONSTANT, borderValue=0)
-    return out.reshape(len(pts), *image.shape[2:])
+    return out.reshape(rows * cols, *image.shape[2:])[:n]
 
 
 def flow_fill(

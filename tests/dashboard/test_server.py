@@ -81,6 +81,14 @@ def test_samples_filters_and_paging(server):
     assert get(server, "/api/samples?min=abc&score=iou")[0] == 400
 
 
+def test_samples_sort_by_score(server):
+    keys = lambda qs: [r["key"] for r in get_json(server, "/api/samples?" + qs)["items"]]  # noqa: E731
+    assert keys("sort=iou") == ["clipa_01", "clipb_00", "clipa_00"]
+    assert keys("sort=iou&order=desc") == ["clipa_00", "clipb_00", "clipa_01"]
+    assert keys("sort=aesthetic&order=desc")[-1] == "clipb_00"  # has no such score: last either way
+    assert keys("sort=aesthetic")[-1] == "clipb_00"
+
+
 def test_sample_detail(server):
     s = get_json(server, "/api/sample/clipb_00")
     assert s["row"]["label"] == "dog" and s["record"]["kind"] == "copypaste"

@@ -75,3 +75,12 @@ def test_shadow_dilation_grows_the_hole_downward_only():
     hole = dilate_masks(masks, 0, shadow=0.25)[0]
     assert hole[60:70, 25].all() and not hole[71:, 25].any() and not hole[:20, 25].any()
     assert not hole[40, 31:].any()
+
+
+def test_point_sampling_handles_more_points_than_remap_rows():
+    from dataset_builder.ops.inpaint import _sample
+
+    img = np.arange(300 * 200, dtype=np.float32).reshape(300, 200)
+    ys, xs = np.mgrid[0:300, 0:200]
+    pts = np.stack([xs.ravel(), ys.ravel()], 1).astype(np.float32)  # 60000 > 32767
+    assert np.array_equal(_sample(img, pts), img.ravel())
