@@ -170,6 +170,12 @@ class RayConfig(Strict):
     #: Seconds to wait for the cluster to show the CPUs/GPUs a stage asks for (an autoscaler adding
     #: nodes); after that the build fails with one line instead of hanging.
     resource_wait_s: float = Field(10.0, ge=0)
+    #: Size the GPU stages' autoscaling pools from the cluster's GPUs (``stages.pool_sizing``) instead of
+    #: their fixed ``resources.concurrency``.
+    fit_gpu_pools: bool = True
+    #: Measured GPU-seconds per clip at one actor, by stage name (e.g. caption: 3.0, filter_foreground: 1.0);
+    #: pools get actors in proportion. Unlisted stages count 1.
+    stage_costs: dict[str, float] = Field(default_factory=dict)
 
 
 class FailuresConfig(Strict):

@@ -33,6 +33,7 @@ from dataset_builder.stages.base import ClipState, batch_from_rows, rows_from_ba
 from dataset_builder.stages.caption import CaptionStage
 from dataset_builder.stages.chain import StageChain
 from dataset_builder.stages.circuit_breaker import ErrorRateBreaker
+from dataset_builder.stages.pool_sizing import fit_gpu_pools
 from dataset_builder.stages.dedup_masks import DedupMasksStage
 from dataset_builder.stages.encode import EncodeStage
 from dataset_builder.stages.filter_foreground import FilterForegroundStage
@@ -176,9 +177,21 @@ def build_dataset(cfg: BuildConfig, inputs: list[InputEntry], skip_clip_ids: set
     ctx = ray.data.DataContext.get_current()
     ctx.execution_options.preserve_order = cfg.ray.preserve_order
     ds = decode_stage(input_dataset(inputs, cfg.input.rows_per_block), cfg, skip_clip_ids, ledger)
-    for spec in stage_specs(cfg):
+    specs = stage_specs(cfg)
+    if cfg.ray.fit_gpu_pools:
+        specs = fit_specs_to_cluster(specs, float(ray.cluster_resources().get("GPU", 0)), cfg.ray.stage_costs)
+    for spec in specs:
         ds = map_stage(ds, spec, ledger)
     return ds
+
+
+def fit_specs_to_cluster(specs: list[StageSpec], total_gpus: float, costs: dict[str, float]) -> list[StageSpec]:
+    """GPU stages get autoscaling pools sized from the cluster's GPUs (``stages.pool_sizing``)."""
+    named = [(getattr(s.cls, "stage", f"{s.cls.__name__}#{i}"), s) for i, s in enumerate(specs)]
+    if not any(s.resources.num_gpus > 0 for _, s in named):
+        return specs
+    fitted = fit_gpu_pools([(name, s.resources) for name, s in named], total_gpus, costs)
+    return [StageSpec(s.cls, s.kwargs, fitted[name]) for name, s in named]
 
 
 def init_ray(cfg: BuildConfig) -> None:
