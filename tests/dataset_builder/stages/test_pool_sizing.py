@@ -41,3 +41,12 @@ def test_more_gpus_more_actors_and_too_small_cluster_fails_clearly():
     with pytest.raises(ClusterTooSmallError, match=r"need 1 GPUs for one actor each \(judge 0.5, caption 0.5\); "
                                                    r"the cluster has 0.5"):
         fit_gpu_pools(stages, 0.5)
+
+
+def test_paper_plan_runs_the_shared_post_processing():
+    """Soft alpha / fg colour / QA gate are profile-agnostic stages: the paper plan has them too."""
+    from dataset_builder.pipeline import stage_plan
+
+    names = {name: [cls.__name__ for cls, _, _ in stage_plan(load_build_config(f"configs/{name}.yaml"))]
+             for name in ("cpu", "paper")}
+    assert names["paper"] == names["cpu"] and {"MatteStage", "LayerQAStage"} <= set(names["paper"])
