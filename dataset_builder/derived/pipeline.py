@@ -15,6 +15,7 @@ import numpy as np
 from collections.abc import Iterator
 from typing import Any
 
+from dataset_builder.cluster import init_ray
 from dataset_builder.config import RayConfig, Resources
 from dataset_builder.derived import copypaste as cp
 from dataset_builder.derived import image_layers as il
@@ -29,13 +30,9 @@ log = logging.getLogger(__name__)
 
 
 def _init_ray(cfg: RayConfig) -> bool:
-    """Connect/start Ray unless already up. Returns True if this call started it (caller shuts down)."""
-    import ray
-
-    if ray.is_initialized():
-        return False
-    ray.init(address=cfg.address, num_cpus=cfg.num_cpus, include_dashboard=False, ignore_reinit_error=True)
-    return True
+    """Connect/start Ray unless already up (a private local Ray unless ray.address / RAY_ADDRESS say
+    otherwise, see :mod:`dataset_builder.cluster`). Returns True if this call started it (caller shuts down)."""
+    return init_ray(cfg.address, cfg.num_cpus)
 
 
 def unit_specs(stage_cls: type, stage_kwargs: dict[str, Any], stage_res: Resources,

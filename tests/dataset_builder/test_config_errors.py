@@ -117,3 +117,17 @@ def test_paper_profile_on_a_machine_without_gpus_fails_in_seconds(tmp_path, bike
     assert "the Ray cluster cannot run this build" in proc.stderr and "GPU per actor" in proc.stderr
     assert "Traceback" not in proc.stderr
     assert time.monotonic() - t0 < 120  # Ray start-up included; the old build waited forever
+
+
+def test_derived_builds_start_a_private_ray_too(monkeypatch):
+    import ray
+
+    from dataset_builder.config import RayConfig
+    from dataset_builder.derived.pipeline import _init_ray
+
+    calls = []
+    monkeypatch.delenv("RAY_ADDRESS", raising=False)
+    monkeypatch.setattr(ray, "is_initialized", lambda: False)
+    monkeypatch.setattr(ray, "init", lambda **kw: calls.append(kw))
+    assert _init_ray(RayConfig(num_cpus=1))
+    assert calls[0]["address"] == "local"
