@@ -4,15 +4,17 @@ Any folder under ``root`` holding an alpha folder (``alpha``, ``mask``, ``GT``, 
 image folder or a foreground folder is one split:
 
 * ``image`` + ``alpha`` (natural photos and their matte): AM-2k ``original/`` + ``mask/``, P3M-10k
-  ``blurred_image/`` + ``mask/``, or plain ``image/`` + ``alpha/``. The background is the photo with the
-  subject inpainted out; fg colour is estimated from the photo in the soft band.
+  ``blurred_image/`` (P3M-500-NP: ``original_image/``) + ``mask/``, or plain ``image/`` + ``alpha/``.
+  The background is the photo with the subject inpainted out; fg colour is estimated from the photo
+  in the soft band.
 * ``fg`` + ``alpha`` [+ ``bg``] (extracted foregrounds, composited onto other backgrounds, as
   Distinctions-646 ``FG/`` + ``GT/`` and Composition-1k do): the background is a real image, the one
   with the same stem in ``bg/`` if any, else one drawn deterministically from ``bg/`` or from the
   configured background folders. No background at all is a reject (``no_background``).
 
-Entries pair by file stem; an image without alpha is ``missing_alpha``, a size mismatch between image
-and alpha is ``size_mismatch`` when loaded.
+Entries pair by file stem; an image without alpha is ``missing_alpha``, an alpha without image
+``missing_image``, an alpha folder without an image/fg folder beside it ``unknown_layout``; a size
+mismatch between image and alpha is ``size_mismatch`` when loaded.
 """
 
 from __future__ import annotations
@@ -35,7 +37,7 @@ from dataset_builder.derived.sources.base import (
     read_image,
 )
 
-IMAGE_DIRS = ("image", "images", "original", "blurred_image", "merged", "im", "img")
+IMAGE_DIRS = ("image", "images", "original", "original_image", "blurred_image", "merged", "im", "img")
 FG_DIRS = ("fg", "foreground")
 ALPHA_DIRS = ("alpha", "alphas", "mask", "masks", "matte", "mattes", "gt", "pha")
 BG_DIRS = ("bg", "background", "backgrounds")
@@ -69,7 +71,12 @@ def discover_image_matting(root: str | Path, backgrounds: list[Path] | None = No
     for folder in folders:
         alpha_dir = find_child(folder, alpha_dirs)
         image_dir, fg_dir = find_child(folder, image_dirs), find_child(folder, fg_dirs)
-        if alpha_dir is None or (image_dir is None and fg_dir is None):
+        if alpha_dir is None:
+            continue
+        if image_dir is None and fg_dir is None:  # a split we cannot read must not vanish silently
+            problems.append(Problem(str(alpha_dir), "unknown_layout",
+                                    f"{alpha_dir} has no image or foreground folder beside it "
+                                    f"(looked for {list(image_dirs) + list(fg_dirs)})"))
             continue
         alphas = entries_by_stem(alpha_dir, IMAGE_EXTS)
         bg_dir = find_child(folder, bg_dirs)
@@ -78,7 +85,11 @@ def discover_image_matting(root: str | Path, backgrounds: list[Path] | None = No
         prefix = folder.relative_to(root).as_posix()
         # A split with both (Composition-1k: merged/ + fg/ + bg/) is read as fg + real bg, never inpainted.
         kind, source = ("fg", fg_dir) if fg_dir is not None else ("image", image_dir)
-        for stem, path in entries_by_stem(source, IMAGE_EXTS).items():
+        sources = entries_by_stem(source, IMAGE_EXTS)
+        for stem, path in alphas.items():
+            if stem not in sources:
+                problems.append(Problem(str(path), "missing_image", f"no {source.name}/{stem}.* for {path}"))
+        for stem, path in sources.items():
             item_id = f"{prefix}/{stem}" if prefix != "." else stem
             alpha = alphas.get(stem)
             if alpha is None:

@@ -107,6 +107,21 @@ def test_image_matting_layouts_am2k_p3m_d646(tmp_path, clip):
     assert [(r.kind, r.bg.endswith("b1.jpg")) for r in refs] == [("fg", True), ("fg", True)] and not problems
 
 
+def test_image_matting_p3m_validation_and_unpaired_entries_are_never_silently_dropped(tmp_path, clip):
+    """P3M-500-NP ships ``original_image/`` + ``mask/``; an alpha without image and an alpha folder
+    without any image folder are rejects too, so every entry ends in a sample or a reject."""
+    image, alpha = clip.frames[0], clip.alpha[0]
+    val = tmp_path / "P3M-10k" / "validation"
+    save(val / "P3M-500-NP" / "original_image" / "np_1.jpg", image)
+    save(val / "P3M-500-NP" / "mask" / "np_1.png", alpha)
+    save(val / "P3M-500-NP" / "mask" / "np_2.png", alpha)  # its image is missing
+    save(val / "odd" / "mask" / "o_1.png", alpha)  # no image/fg folder beside the masks
+    refs, problems = image_matting.discover_image_matting(tmp_path / "P3M-10k")
+    assert [(r.item_id, r.kind) for r in refs] == [("validation/P3M-500-NP/np_1", "image")]
+    assert sorted((p.reason, p.uri.rsplit("/", 1)[-1]) for p in problems) == [
+        ("missing_image", "np_2.png"), ("unknown_layout", "mask")]
+
+
 def test_image_matting_size_mismatch_and_empty_alpha_are_errors(tmp_path, clip):
     save(tmp_path / "image" / "a.png", clip.frames[0])
     save(tmp_path / "alpha" / "a.png", clip.alpha[0][:20])
