@@ -182,41 +182,58 @@ class ResumePlan:
         """Anti-join: ``inputs`` without the fully committed ones, order kept."""
         if not self.inputs_done:
             return list(inputs)
-        mask = pc.is_in(pa.array(inputs, pa.string()), value_set=pa.array(sorted(self.inputs_done), pa.string()))
+        mask = pc.is_in(pa.array(inputs, pa.string()), value_set=pa.array(list(self.inputs_done), pa.string()))
         return [uri for uri, done in zip(inputs, mask.to_pylist()) if not done]
 
     def pending_units(self, unit_ids: list[str]) -> list[bool]:
         """Anti-join of planned unit ids against ``done``: True where a unit still has to be built."""
         if not self.done:
             return [True] * len(unit_ids)
-        mask = pc.is_in(pa.array(unit_ids, pa.string()), value_set=pa.array(sorted(self.done), pa.string()))
+        mask = pc.is_in(pa.array(unit_ids, pa.string()), value_set=pa.array(list(self.done), pa.string()))
         return [not m for m in mask.to_pylist()]
 
 
 def resume_plan(root: Root | None = None, include_rejected: bool = True,
                 commits: list[CommitRecord] | None = None) -> ResumePlan:
     """Group the committed clips by input: an input is done once as many of its clips are done as
-    were planned for it (``CommitRecord.planned``); a clip's latest commit decides (``retry_rejects``)."""
+    were planned for it (``CommitRecord.planned``); a clip's latest commit decides (``retry_rejects``).
+    Columnar (pyarrow group-by / join), so a million committed ids plan in seconds."""
     commits = list_commits(root) if commits is None else commits
-    latest: dict[str, tuple[str, bool]] = {}
+    ids: list[str] = []
+    sources: list[str] = []
+    bad: list[bool] = []
     planned: dict[str, int] = {}
     for record in commits:
-        rejected = set(record.rejected_clip_ids)
-        sources = record.clip_sources
-        if len(sources) != len(record.clip_ids):  # records older than clip_sources
-            sources = [""] * len(record.clip_ids)
-        for clip_id, source in zip(record.clip_ids, sources):
-            latest[clip_id] = (source, include_rejected or clip_id not in rejected)
+        n = len(record.clip_ids)
+        ids.extend(record.clip_ids)
+        sources.extend(record.clip_sources if len(record.clip_sources) == n else [""] * n)  # old records: ""
+        if include_rejected or not record.rejected_clip_ids:
+            bad.extend([False] * n)
+        else:
+            rejected = set(record.rejected_clip_ids)
+            bad.extend(c in rejected for c in record.clip_ids)
         planned.update(record.planned)
-    by_input: dict[str, list[str]] = {}
-    done = set()
-    for clip_id, (source, ok) in latest.items():
-        if ok:
-            done.add(clip_id)
-            if source:
-                by_input.setdefault(source, []).append(clip_id)
-    inputs_done = {src for src, ids in by_input.items() if planned.get(src, 0) and len(ids) >= planned[src]}
-    partial = {src: ids for src, ids in by_input.items() if src not in inputs_done}
+    if not ids:
+        return ResumePlan(set(), set(), {})
+    table = pa.table({"clip_id": pa.array(ids, pa.string()), "source": pa.array(sources, pa.string()),
+                      "bad": pa.array(bad, pa.bool_()), "order": pa.array(np.arange(len(ids), dtype=np.int64))})
+    latest = table.take(table.group_by("clip_id").aggregate([("order", "max")]).column("order_max"))
+    done_tbl = latest.filter(pc.invert(latest.column("bad")))
+    done = set(done_tbl.column("clip_id").to_pylist())
+    by_source = done_tbl.filter(pc.not_equal(done_tbl.column("source"), ""))
+    counts = by_source.group_by("source").aggregate([("clip_id", "count")])
+    wanted = pa.table({"source": pa.array(list(planned), pa.string()),
+                       "planned": pa.array(list(planned.values()), pa.int64())})
+    joined = counts.join(wanted, "source", join_type="left outer")
+    complete = pc.fill_null(pc.greater_equal(joined.column("clip_id_count"), joined.column("planned")), False)
+    complete = pc.and_(complete, pc.fill_null(pc.greater(joined.column("planned"), 0), False))
+    inputs_done = set(joined.filter(complete).column("source").to_pylist())
+    partial_sources = joined.filter(pc.invert(complete)).column("source")
+    partial: dict[str, list[str]] = {}
+    if len(partial_sources):
+        rows = by_source.filter(pc.is_in(by_source.column("source"), value_set=partial_sources))
+        for src, clip_id in zip(rows.column("source").to_pylist(), rows.column("clip_id").to_pylist()):
+            partial.setdefault(src, []).append(clip_id)
     return ResumePlan(done, inputs_done, partial)
 
 
