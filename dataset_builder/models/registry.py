@@ -25,7 +25,8 @@ Factory = Callable[[BackendSpec], Any]
 #: (kind, name) -> "module:attr" of a factory taking the BackendSpec. Strings keep imports lazy.
 _REGISTRY: dict[tuple[BackendKind, str], str | Factory] = {
     (BackendKind.TAGGER, "cpu"): "dataset_builder.models.cpu.tagger:CpuTagger",
-    (BackendKind.SEGMENTER, "cpu"): "dataset_builder.models.cpu.segmenter:MotionSegmenterTracker",
+    (BackendKind.SEGMENTER, "cpu"): "dataset_builder.models.cpu.keyframe_segmenter:KeyframeSegmenterTracker",
+    (BackendKind.SEGMENTER, "motion"): "dataset_builder.models.cpu.segmenter:MotionSegmenterTracker",
     (BackendKind.DEDUP, "iou"): "dataset_builder.models.cpu.dedup:IouDedup",
     (BackendKind.FG_JUDGE, "cpu"): "dataset_builder.models.cpu.fg_judge:HeuristicFgJudge",
     (BackendKind.INPAINTER, "cpu"): "dataset_builder.models.cpu.inpainter:TemporalSpatialInpainter",

@@ -10,6 +10,19 @@ from dataset_builder.stages.base import BackendStage, ClipState, ObjectState
 
 #: Prompt used when the tagger found no subject: class-agnostic backends still find movers.
 FALLBACK_PROMPT = "moving object"
+#: Labels that name no class (not added to the clip's tags).
+GENERIC_LABELS = frozenset({FALLBACK_PROMPT, "salient object"})
+
+
+#: A frame whose object area (alpha >= 128) is under this share of the object's median area counts as empty.
+EMPTY_AREA_SHARE = 0.05
+
+
+def empty_alpha_frames(masks: np.ndarray, share: float = EMPTY_AREA_SHARE) -> list[int]:
+    """Frames of a (T, H, W) uint8 mask sequence where the object (nearly) vanishes."""
+    area = (masks >= 128).reshape(len(masks), -1).sum(1)
+    limit = max(1.0, share * float(np.median(area)))
+    return [int(i) for i in np.flatnonzero(area < limit)]
 
 
 class SegmentTrackStage(BackendStage):
@@ -23,6 +36,16 @@ class SegmentTrackStage(BackendStage):
     def apply(self, state: ClipState, row: dict) -> None:
         prompts = [t["label"] for t in state.tags if t.get("is_subject", True)] or [FALLBACK_PROMPT]
         objects = sorted(self.backend.segment(row["frames"], prompts), key=lambda o: -o.score)
+        whole = []
+        for index, obj in enumerate(objects):
+            gap = empty_alpha_frames(np.asarray(obj.masks))
+            if gap:
+                # The object would vanish from fg and stay whole in bg there: no sample beats that sample.
+                state.reject_object(ObjectState(object_id=index, label=obj.label, score=obj.score), self.stage,
+                                    "empty_alpha_frame", f"frames={gap[:8]}")
+            else:
+                whole.append(obj)
+        objects = whole
         kept = objects[: self.max_objects]
         state.objects = [
             ObjectState(object_id=i, label=o.label, score=float(o.score),
@@ -36,6 +59,12 @@ class SegmentTrackStage(BackendStage):
         if not kept:
             state.reject_clip(self.stage, "no_objects", f"prompts={prompts}")
             return
+        # Detected classes become subject tags (the sample json's tags, captions can name them).
+        known = {t["label"] for t in state.tags}
+        for o in kept:
+            if o.label not in known and o.label not in GENERIC_LABELS:
+                state.tags.append({"label": o.label, "score": round(float(o.score), 3), "is_subject": True})
+                known.add(o.label)
         masks = np.stack([np.asarray(o.masks, dtype=np.uint8) for o in kept])
         if masks.shape[1:] != (t, h, w):
             raise ValueError(f"backend returned masks {masks.shape[1:]}, clip is {(t, h, w)}")

@@ -32,7 +32,9 @@ def selfie():
 
 
 def _b(kind, **options):
-    return build_backend(kind, BackendSpec(name="cpu", options=options))
+    # the person mode belongs to the motion segmenter (the "motion" backend; "cpu" is the keyframe one)
+    name = "motion" if kind is BackendKind.SEGMENTER else "cpu"
+    return build_backend(kind, BackendSpec(name=name, options=options))
 
 
 def _face(frame: np.ndarray) -> tuple[int, int, int, int]:

@@ -33,7 +33,7 @@ def davis_tennis(shared_data) -> tuple[np.ndarray, np.ndarray]:
 
 
 def _seg(**options):
-    return build_backend(BackendKind.SEGMENTER, BackendSpec(name="cpu", options=options))
+    return build_backend(BackendKind.SEGMENTER, BackendSpec(name="motion", options=options))
 
 
 def test_registry_builds_it_and_options_are_strict():

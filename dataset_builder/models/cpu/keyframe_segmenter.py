@@ -1,0 +1,235 @@
+"""Segment + track on CPU like SAM-Track: detect and segment on keyframes, propagate by optical flow.
+
+On each keyframe (every ``keyframe_interval`` frames and the last):
+- U^2-Net on the whole frame gives salient regions; each connected component is a candidate.
+- YOLOv3-tiny gives class boxes. A box the salient regions do not cover (a second person in a crowd,
+  a small object) is segmented on its own: U^2-Net on the enlarged box crop, the component that fills
+  the box best. Candidates take the class of the boxes they cover ("person and bicycle" for a rider).
+Between keyframes, masks are carried by DIS optical flow (:mod:`dataset_builder.ops.flow`); at each
+keyframe, tracks are re-anchored on the detected masks by IoU (:mod:`dataset_builder.ops.track`), so
+identities do not switch and drift is reset. Only tracks found on most keyframes are returned
+(precision first); motion relative to the camera is a ranking cue, not a requirement.
+
+When the model files are missing (``workflows/fetch_cpu_models.py`` not run) the backend logs one
+line naming the fetch command and falls back to the motion-only segmenter, unless
+``require_models`` is set, in which case construction fails with that line.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import Counter
+from pathlib import Path
+
+import cv2
+import numpy as np
+from pydantic import Field
+
+from dataset_builder.config import BackendSpec
+from dataset_builder.models.base import TrackedObject
+from dataset_builder.models.cpu._common import Options, parse_options, resize_masks
+from dataset_builder.models.cpu.zoo import FETCH_COMMAND, ModelFileMissing
+from dataset_builder.ops.flow import clip_flows, interpolate_anchors, propagate
+from dataset_builder.ops.motion import work_scale
+from dataset_builder.ops.track import keyframe_indices, track_keyframes
+
+log = logging.getLogger(__name__)
+
+SALIENT_LABEL = "salient object"
+
+
+class KeyframeSegmenterOptions(Options):
+    model_dir: Path | None = None
+    #: Fail (one line naming the fetch command) instead of falling back to motion-only when files are missing.
+    require_models: bool = False
+    keyframe_interval: int = Field(2, ge=1)
+    #: Longer side of the tracking resolution (flow, masks); masks are upscaled to the clip after.
+    work_max_side: int = Field(426, ge=64)
+    saliency_threshold: float = Field(0.5, gt=0, lt=1)
+    #: Candidate size limits as a fraction of the frame.
+    min_area_fraction: float = Field(0.004, gt=0, lt=1)
+    max_area_fraction: float = Field(0.6, gt=0, le=1)
+    #: YOLO: confidence, and how many uncovered boxes per keyframe get their own crop segmentation.
+    detection_confidence: float = Field(0.3, ge=0, le=1)
+    max_box_crops: int = Field(3, ge=0)
+    #: A box counts as covered by a salient region holding this share of the box's area.
+    box_covered: float = Field(0.3, ge=0, le=1)
+    crop_margin: float = Field(0.15, ge=0)
+    #: Association: min IoU of a propagated track with a keyframe candidate.
+    match_iou: float = Field(0.2, gt=0, le=1)
+    #: Second-chance association by position for fast movers flow lost (0: off; see ops.track).
+    match_reach: float = Field(1.0, ge=0)
+    #: A keyframe region whose area differs from the propagated track's by more than this is not its match.
+    match_area_ratio: float = Field(1.8, ge=1)
+    #: Tracks must be anchored on at least this share of keyframes.
+    min_keyframe_share: float = Field(0.6, ge=0, le=1)
+    flow_preset: str = Field("medium", pattern="^(ultrafast|fast|medium)$")
+    max_objects: int = Field(4, ge=1)
+    threads: int = Field(1, ge=1)
+    #: Options of the motion-only fallback (see MotionSegmenterTracker).
+    fallback: dict = Field(default_factory=dict)
+
+
+class KeyframeSegmenterTracker:
+    def __init__(self, spec: BackendSpec):
+        self.options = parse_options(KeyframeSegmenterOptions, spec, "segment_track/cpu")
+        o = self.options
+        self.fallback = None
+        try:
+            from dataset_builder.models.cpu.nets import U2Net, YoloV3Tiny
+
+            self.u2net = U2Net(o.model_dir, o.threads)
+            try:
+                self.yolo = YoloV3Tiny(o.model_dir, o.detection_confidence)
+            except ModelFileMissing as exc:
+                log.warning("no class boxes: %s", exc)
+                self.yolo = None
+        except (ModelFileMissing, ImportError) as exc:
+            if o.require_models:
+                raise
+            from dataset_builder.models.cpu.segmenter import MotionSegmenterTracker
+
+            log.warning("segment_track/cpu: motion-only fallback (%s; run `%s`)", exc, FETCH_COMMAND)
+            self.fallback = MotionSegmenterTracker(BackendSpec(options=o.fallback))
+
+    # -- public -------------------------------------------------------------------------------
+    def segment(self, frames: np.ndarray, prompts: list[str]) -> list[TrackedObject]:
+        if self.fallback is not None:
+            return self.fallback.segment(frames, prompts)
+        o = self.options
+        t, h, w = frames.shape[:3]
+        if t < 2:
+            return []
+        scale = work_scale(h, w, o.work_max_side)
+        sh, sw = max(1, round(h * scale)), max(1, round(w * scale))
+        small = np.stack([cv2.resize(f, (sw, sh), interpolation=cv2.INTER_AREA) for f in frames]) \
+            if (sh, sw) != (h, w) else frames
+        to_prev, to_next = clip_flows(small, o.flow_preset)
+        keys = keyframe_indices(t, o.keyframe_interval)
+        found = [self._candidates(frames[k], (sh, sw)) for k in keys]
+
+        def carry(mask: np.ndarray, src: int, dst: int) -> np.ndarray:
+            return propagate(mask.astype(np.float32), src, dst, to_prev, to_next)[-1] >= 0.5
+
+        tracks = track_keyframes(keys, [[c[0] for c in f] for f in found], carry, o.match_iou, o.match_reach,
+                                 o.match_area_ratio)
+        need = max(2, int(np.ceil(o.min_keyframe_share * len(keys))))
+        out = []
+        for tr in tracks:
+            if len(tr.anchors) < need:
+                continue
+            anchors = {keys[k]: found[k][ci][0].astype(np.float32) for k, ci in tr.anchors.items()}
+            soft = interpolate_anchors(anchors, t, to_prev, to_next)
+            labels = Counter(found[k][ci][1] for k, ci in tr.anchors.items())
+            saliency = float(np.mean([found[k][ci][2] for k, ci in tr.anchors.items()]))
+            hit = len(tr.anchors) / len(keys)
+            drift = float(np.mean(tr.match_ious)) if tr.match_ious else 1.0
+            motion = _relative_motion(soft >= 0.5, to_prev)
+            score = hit * saliency * (0.75 + 0.25 * min(1.0, motion))
+            # Hard masks: the shared matte stage turns them into a core plus a thin soft band.
+            masks = (resize_masks((soft >= 0.5).astype(np.uint8) * 255, h, w) >= 128).astype(np.uint8) * 255
+            out.append(TrackedObject(
+                label=_pick_label(labels), masks=masks, score=float(score),
+                extras={"keyframe_share": hit, "saliency": saliency, "match_iou": drift,
+                        "relative_motion": float(motion)},
+            ))
+        out.sort(key=lambda ob: -ob.score)
+        return out[: o.max_objects]
+
+    # -- keyframe candidates ------------------------------------------------------------------
+    def _candidates(self, frame: np.ndarray, size: tuple[int, int]) -> list[tuple[np.ndarray, str, float]]:
+        """[(bool mask at work size, label, mean saliency)] for one keyframe."""
+        o = self.options
+        sh, sw = size
+        sal = cv2.resize(self.u2net(frame), (sw, sh), interpolation=cv2.INTER_LINEAR)
+        dets = self.yolo(cv2.resize(frame, (sw, sh), interpolation=cv2.INTER_AREA)) if self.yolo else []
+        comps = _components(sal >= o.saliency_threshold, o.min_area_fraction, o.max_area_fraction)
+        cands = []
+        used = [False] * len(dets)
+        for comp in comps:
+            labels = []
+            for i, d in enumerate(dets):
+                x0, y0, x1, y1 = d.box
+                box_area = max(1, (x1 - x0) * (y1 - y0))
+                if comp[y0:y1, x0:x1].sum() >= o.box_covered * box_area:
+                    labels.append((d.score * box_area, d.label))
+                    used[i] = True
+            cands.append((comp, _join_labels(labels), float(sal[comp].mean())))
+        crops = [d for d, u in zip(dets, used) if not u][: o.max_box_crops]
+        fh, fw = frame.shape[:2]
+        for d in crops:
+            mask = self._segment_box(frame, d.box, (sh, sw), (fh / sh, fw / sw))
+            if mask is not None and not any(_iou(mask, c[0]) > 0.5 for c in cands):
+                cands.append((mask, d.label, d.score))
+        return cands
+
+    def _segment_box(self, frame: np.ndarray, box, size, ratio) -> np.ndarray | None:
+        """U^2-Net on the enlarged box crop (full resolution); the component filling the box best."""
+        o = self.options
+        sh, sw = size
+        x0, y0, x1, y1 = box
+        mx, my = o.crop_margin * (x1 - x0), o.crop_margin * (y1 - y0)
+        cx0, cy0 = max(0, int(x0 - mx)), max(0, int(y0 - my))
+        cx1, cy1 = min(sw, int(np.ceil(x1 + mx))), min(sh, int(np.ceil(y1 + my)))
+        fx0, fy0 = int(cx0 * ratio[1]), int(cy0 * ratio[0])
+        fx1, fy1 = max(fx0 + 8, int(cx1 * ratio[1])), max(fy0 + 8, int(cy1 * ratio[0]))
+        prob = self.u2net(frame[fy0:fy1, fx0:fx1])
+        prob = cv2.resize(prob, (cx1 - cx0, cy1 - cy0), interpolation=cv2.INTER_LINEAR)
+        full = np.zeros((sh, sw), bool)
+        full[cy0:cy1, cx0:cx1] = prob >= o.saliency_threshold
+        inbox = np.zeros_like(full)
+        inbox[y0:y1, x0:x1] = True
+        best, best_fill = None, 0.0
+        for comp in _components(full, o.min_area_fraction / 4, o.max_area_fraction):
+            fill = (comp & inbox).sum() / max(1, inbox.sum())
+            if fill > best_fill and (comp & inbox).sum() >= 0.7 * comp.sum():
+                best, best_fill = comp, fill
+        return best if best_fill >= 0.2 else None
+
+
+def _components(mask: np.ndarray, min_frac: float, max_frac: float) -> list[np.ndarray]:
+    n, lab, stats, _ = cv2.connectedComponentsWithStats(mask.astype(np.uint8), connectivity=8)
+    area = mask.size
+    out = []
+    for i in range(1, n):
+        a = stats[i, cv2.CC_STAT_AREA]
+        if min_frac * area <= a <= max_frac * area:
+            comp = lab == i
+            out.append(_fill_holes(comp))
+    return sorted(out, key=lambda c: -int(c.sum()))
+
+
+def _fill_holes(mask: np.ndarray) -> np.ndarray:
+    """Close small gaps (a racket string, a leg gap stays): morphological closing only."""
+    return cv2.morphologyEx(mask.astype(np.uint8), cv2.MORPH_CLOSE, np.ones((3, 3), np.uint8)).astype(bool)
+
+
+def _iou(a: np.ndarray, b: np.ndarray) -> float:
+    union = np.logical_or(a, b).sum()
+    return float(np.logical_and(a, b).sum() / union) if union else 0.0
+
+
+def _join_labels(weighted: list[tuple[float, str]]) -> str:
+    """Classes of the boxes a region covers, largest first, each once ("person and horse")."""
+    names: list[str] = []
+    for _, name in sorted(weighted, reverse=True):
+        if name not in names:
+            names.append(name)
+    return " and ".join(names[:2]) if names else SALIENT_LABEL
+
+
+def _pick_label(votes: Counter) -> str:
+    """Majority class over the anchors; a class beats the generic label."""
+    named = [(n, c) for n, c in votes.most_common() if n != SALIENT_LABEL]
+    return named[0][0] if named else SALIENT_LABEL
+
+
+def _relative_motion(masks: np.ndarray, to_prev: np.ndarray) -> float:
+    """Median flow magnitude inside the object minus outside it (camera), in pixels per frame."""
+    vals = []
+    for t in range(len(to_prev)):
+        m = masks[t + 1]
+        if m.any() and (~m).any():
+            mag = np.linalg.norm(to_prev[t] - np.median(to_prev[t][~m], axis=0), axis=-1)
+            vals.append(float(np.median(mag[m])))
+    return float(np.median(vals)) if vals else 0.0

