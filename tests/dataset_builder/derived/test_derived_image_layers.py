@@ -142,7 +142,7 @@ def test_unreadable_and_objectless_inputs_are_rejected(tmp_path):
     flat = tmp_path / "flat.png"
     cv2.imwrite(str(flat), np.full((H, W, 3), 128, np.uint8))
     state, _ = run_stage(small_cfg(), il.ImageTask(kind="image", path=str(flat)))
-    assert state.rejected and state.rejects[0].reason in {"no_object", "object_too_large"}
+    assert state.rejected and state.rejects[0].reason in {"no_object", "object_too_large", "uncertain_saliency"}
 
     folder = tmp_path / "mulan_bad"
     write_mulan(folder, instances=1)
