@@ -246,9 +246,9 @@ def time_clips(args, root: Path, seqs: list[str], tmp: Path) -> dict:
     """CPU seconds per 16-frame clip at 480x720 (whole local pipeline per clip, one clip per video)."""
     write_videos(root, seqs, tmp / "tvideos")
     cfg = build_config(args, tmp / "tvideos", tmp / "tout", 480, 720, ["clip.max_clips_per_video=1"])
-    from dataset_builder.pipeline import discover_inputs
+    from dataset_builder.io.inputs import discover
 
-    inputs = discover_inputs(cfg.input.paths, cfg.input.extensions)
+    inputs = [e for e in discover(cfg.input.paths, cfg.input.extensions) if e.usable]
     cpu, wall = [], []
     c0, w0 = time.process_time(), time.perf_counter()
     for _ in iter_local(cfg, inputs, set()):
