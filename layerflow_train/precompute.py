@@ -25,6 +25,8 @@ from layerflow_train.data.precomputed import (
     META,
     NULL_INDEX,
     PARTS,
+    check_dataset_unchanged,
+    dataset_state,
     null_prompts,
     pack_tensors,
     precompute_fingerprint,
@@ -109,6 +111,7 @@ def precompute(cfg: TrainConfig, use_ray: bool = True, batch_size: int = 4) -> P
     if meta_path.is_file():
         found = json.loads(meta_path.read_text())["fingerprint"]
         if found == fingerprint:
+            check_dataset_unchanged(json.loads(meta_path.read_text()).get("dataset"), cfg.data.shards, root)
             log.info("precompute %s is up to date", root)
             return root
         raise ValueError(f"{root} holds a precompute for another config (fingerprint {found}); choose "
@@ -116,6 +119,7 @@ def precompute(cfg: TrainConfig, use_ray: bool = True, batch_size: int = 4) -> P
     if (root / PARTS).exists():
         raise ValueError(f"{root / PARTS} exists without {META} (an unfinished run?): remove it or choose "
                          "another data.precomputed_dir")
+    state = dataset_state(cfg.data.shards)  # before reading: a build adding shards meanwhile is caught later
     items = work_items(cfg)
     tmp = root / f".parts-{uuid.uuid4().hex[:8]}"
     tmp.mkdir(parents=True)
@@ -140,7 +144,7 @@ def precompute(cfg: TrainConfig, use_ray: bool = True, batch_size: int = 4) -> P
         shutil.rmtree(tmp, ignore_errors=True)  # our own partial output only
         raise
     meta = {"fingerprint": fingerprint, "views": cfg.data.precompute_views, "rows": len(items),
-            "dtype": cfg.data.precompute_dtype}
+            "dtype": cfg.data.precompute_dtype, "dataset": state}
     meta_path.write_text(json.dumps(meta, indent=1))
     log.info("precomputed %d views into %s", len(items) - 1, root)
     return root

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -34,10 +35,35 @@ VIEW_FIELDS = ("shards", "frames_per_layer", "height", "width", "frame_stride", 
 
 
 def precompute_fingerprint(model: ModelConfig, data: DataConfig, seed: int) -> str:
+    views = {k: getattr(data, k) for k in VIEW_FIELDS}
+    # absolute, as `--ray` spells them on the driver, so both spellings of one dataset agree
+    views["shards"] = [os.path.abspath(os.path.expanduser(s)) for s in data.shards]
     blob = {"model_dir": str(resolve_model_path(model.model_dir).resolve()),
             "text_len_per_layer": model.text_len_per_layer, "vae_tiling": model.vae_tiling,
-            "data": {k: getattr(data, k) for k in VIEW_FIELDS}, "seed": seed}
+            "data": views, "seed": seed}
     return hashlib.sha1(json.dumps(blob, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+def dataset_state(shards: list[str]) -> list[list]:
+    """[absolute path, size, mtime] of every committed shard: changes when a dataset grows (a resumed
+    build) or is rebuilt, since committed shards are never rewritten in place."""
+    from layerflow_train.data.shards import resolve_shards
+
+    return [[str(p.resolve()), (st := p.stat()).st_size, st.st_mtime_ns] for p in resolve_shards(shards)]
+
+
+def check_dataset_unchanged(recorded: list | None, shards: list[str], root: Path) -> None:
+    """Refuse latents of an older state of the datasets (they would silently miss or mis-key samples).
+    Shards that are not reachable here (training from latents alone) are not checked."""
+    if recorded is None:
+        return
+    try:
+        now = dataset_state(shards)
+    except FileNotFoundError:
+        return
+    if now != recorded:
+        raise ValueError(f"{root} was precomputed from an older state of {shards} (shards added, removed or "
+                         f"rebuilt since); re-run workflows/precompute.py with another data.precomputed_dir")
 
 
 def pack_tensors(**tensors: torch.Tensor) -> bytes:
@@ -79,6 +105,7 @@ class PrecomputedDataset(StreamSampling):
             raise ValueError(f"{self.root} was precomputed for another model/data view (fingerprint "
                              f"{meta['fingerprint']} != {fingerprint}); re-run workflows/precompute.py "
                              f"with this config or point data.precomputed_dir elsewhere")
+        check_dataset_unchanged(meta.get("dataset"), cfg.shards, self.root)
         self._rows: dict[tuple[int, int], tuple[Path, int, int]] = {}
         info: dict[int, tuple[str, str]] = {}
         for part in sorted((self.root / PARTS).glob("*.parquet")):

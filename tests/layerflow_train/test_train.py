@@ -170,6 +170,30 @@ def test_precomputed_latents_give_the_same_loss_as_on_the_fly(make_config, tmp_p
         Trainer(make_config(1, data={**data, "precomputed_dir": pre_dir, "frame_stride": 2}), Stage1())
 
 
+def test_precompute_is_found_by_ray_paths_and_refused_after_the_dataset_changed(make_config, layered_data, tmp_path,
+                                                                               monkeypatch):
+    """`workflows/precompute.py` sees the documented relative paths, `train.py --ray` the same made absolute
+    on the driver: one precompute for both. Latents of a dataset rebuilt since are refused, not reused."""
+    import shutil
+
+    from dataset_builder.io import layout
+    from layerflow_train.precompute import precompute
+    from layerflow_train.ray_train import absolute_paths
+
+    static, copypaste = layout.shards_in_dir(layered_data.static)[0], layout.shards_in_dir(layered_data.copypaste)[0]
+    shutil.copy(static, tmp_path / "data.tar")
+    monkeypatch.chdir(tmp_path)
+    cfg = make_config(1, data={"shards": ["data.tar"], "precomputed_dir": "pre", "precompute_dtype": "float32"},
+                      checkpoint={"output_dir": "out"})
+    precompute(cfg, use_ray=False)
+    assert len(Trainer(absolute_paths(cfg), Stage1()).dataset) == 1  # what each --ray worker builds
+    shutil.copy(copypaste, tmp_path / "data.tar")  # the dataset is rebuilt: other samples
+    with pytest.raises(ValueError, match="older state"):
+        precompute(cfg, use_ray=False)
+    with pytest.raises(ValueError, match="older state"):
+        Trainer(cfg, Stage1())
+
+
 def test_bf16_autocast_keeps_fp32_master_weights(make_config):
     cfg = make_config(1, optim={"mixed_precision": "bf16", "cpu_autocast": True},
                       trainable={"every_n_blocks": 2, "block_offset": 1})
