@@ -216,6 +216,9 @@ def discover_mulan(annotations: list[str], image_roots: list[str]) -> tuple[list
     index = _image_index(image_roots)
     pairs, problems = [], []
     files: list[Path] = []
+    for entry in annotations:  # a mistyped path must not silently contribute nothing (as the other readers)
+        if not expand_entries([entry]):
+            problems.append(Problem(str(entry), "source_missing", f"{entry}: no annotation file, folder or match"))
     for entry in expand_entries(annotations):
         files += [entry] if entry.is_file() else sorted(p for p in entry.rglob("*") if annotation_stem(p))
     for ann in sorted(dict.fromkeys(files), key=lambda p: natural_key(str(p))):

@@ -201,6 +201,8 @@ def test_mulan_discovery_pairs_by_coco_stem_and_csv(tmp_path):
         (str(tmp_path / "coco/val2017/000000000139.jpg"), str(tmp_path / "ann/000000000139.p.zl"))]
     with pytest.raises(ValueError, match="columns"):
         mulan.read_pairs_csv(tmp_path / "pairs.csv", "path", "annotation")
+    _, problems = mulan.discover_mulan([str(tmp_path / "anns")], [str(tmp_path / "coco")])  # mistyped folder
+    assert [p.reason for p in problems] == ["source_missing"]
 
 
 # -- coarse QA ---------------------------------------------------------------------------------------
