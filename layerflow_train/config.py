@@ -233,6 +233,9 @@ class TrainConfig(Strict):
             raise ValueError("validation.every_n_steps needs validation.prompts")
         if self.validation.every_n_steps and self.distributed == "fsdp":
             raise ValueError("validation sampling runs on rank 0 only: not with distributed: fsdp")
+        if self.validation.every_n_steps and self.conditioning != "none":  # else it fails at step N, not at start
+            raise ValueError("validation sampling of conditional variants needs condition videos: "
+                             "set validation.every_n_steps: 0")
         return self
 
     def fingerprint(self) -> str:

@@ -330,6 +330,13 @@ def test_validation_samples_and_tensorboard_logs(make_config):
     assert "train/grad_norm" in acc.Tags()["scalars"]
 
 
+def test_validation_of_a_conditional_variant_is_refused_at_config_time(make_config):
+    """Not after every_n_steps of training: validation cannot sample conditional variants."""
+    with pytest.raises(ValueError, match="conditional"):
+        make_config(1, conditioning="bg",
+                    validation={"every_n_steps": 2, "prompts": [{"fg": "a", "bg": "b", "blend": "c"}]})
+
+
 @pytest.mark.slow
 def test_fsdp2_two_ranks_train_checkpoint_and_resume(make_config, tmp_path):
     """FSDP2 on 2 gloo CPU ranks: same losses as DDP, full (gathered) trainable weights in the checkpoint,
