@@ -19,6 +19,7 @@ from pathlib import Path
 
 import torch
 
+from dataset_builder.cluster import init_ray
 from layerflow_train.config import TrainConfig
 from layerflow_train.data.dataset import LayeredDataset, build_example
 from layerflow_train.data.precomputed import (
@@ -128,8 +129,7 @@ def precompute(cfg: TrainConfig, use_ray: bool = True, batch_size: int = 4) -> P
         if use_ray:
             import ray
 
-            if not ray.is_initialized():
-                ray.init(include_dashboard=False)
+            init_ray(None)  # RAY_ADDRESS or a private local Ray, never a stray head on the host
             ds = ray.data.from_items(items, override_num_blocks=max(1, len(items) // batch_size))
             ds = ds.map_batches(EncodeViews, fn_constructor_kwargs={"cfg": cfg_json}, batch_size=batch_size,
                                 batch_format="numpy", concurrency=cfg.ray.num_workers,

@@ -18,6 +18,7 @@ import shutil
 import tempfile
 from pathlib import Path
 
+from dataset_builder.cluster import init_ray
 from layerflow_train.config import TrainConfig, resolve_model_path
 
 
@@ -80,7 +81,6 @@ def absolute_paths(cfg: TrainConfig) -> TrainConfig:
 
 def fit_with_ray(cfg: TrainConfig):
     """Run ``cfg`` on ``cfg.ray.num_workers`` workers; returns Ray's ``Result``."""
-    import ray
     from ray.train import CheckpointConfig, RunConfig, ScalingConfig
     from ray.train.torch import TorchTrainer
 
@@ -95,6 +95,5 @@ def fit_with_ray(cfg: TrainConfig):
         run_config=RunConfig(name=r.name or f"layerflow-stage{cfg.stage}", storage_path=storage,
                              checkpoint_config=CheckpointConfig(num_to_keep=cfg.checkpoint.keep_last)),
     )
-    if not ray.is_initialized():
-        ray.init(include_dashboard=False)
+    init_ray(None)  # RAY_ADDRESS (ray job submit) or a private local Ray, never a stray head on the host
     return trainer.fit()
