@@ -1,6 +1,6 @@
-"""On a 3-node ``ray.cluster_utils.Cluster`` the writer stage runs on every node, each worker writes its
-own shards, and the driver receives only commit records (old main: every encoded byte went through a
-driver-side writer)."""
+"""On a 3-node ``ray.cluster_utils.Cluster`` the decode pool and the writer stage run on every node, each
+worker writes its own shards, and the driver receives only commit records (old main: one decode actor for
+the whole cluster, and every encoded byte went through a driver-side writer)."""
 
 from __future__ import annotations
 
@@ -31,7 +31,9 @@ def _row(i: int) -> dict:
     return {"meta": state.model_dump_json(), "payload": pack_fragment({key: members})}
 
 
-def test_writers_spread_over_nodes_and_driver_gets_commit_records_only(tmp_path):
+@pytest.fixture(scope="module")
+def cluster3():
+    """Three 1-CPU nodes on this machine; one Ray session for the module's tests."""
     import ray
     from ray.cluster_utils import Cluster
 
@@ -42,21 +44,69 @@ def test_writers_spread_over_nodes_and_driver_gets_commit_records_only(tmp_path)
         cluster.wait_for_nodes()
         ray.init(address=cluster.address, log_to_driver=False)
         ray.data.DataContext.get_current().enable_progress_bars = False
-        ds = ray.data.from_items([_row(i) for i in range(N_CLIPS)], override_num_blocks=N_CLIPS)
-        spec = writer_spec(tmp_path, ClipState, samples_per_shard=2, max_shard_bytes=1 << 30,
-                           resources=Resources(num_cpus=1, concurrency=3, batch_size=2))
-        received, rows = 0, []
-        for row in map_stage(ds, spec).iter_rows():
-            assert set(row) == {COMMIT_COLUMN}  # nothing but the commit record reaches the driver
-            received += len(row[COMMIT_COLUMN])
-            rows.append(CommitRecord.model_validate_json(row[COMMIT_COLUMN]))
-        nodes = {r.writer.rsplit("@", 1)[-1] for r in rows}
-        assert len(nodes) == 3, nodes  # every node wrote shards
-        assert sorted(c for r in rows for c in r.clip_ids) == [f"clip{i:03d}" for i in range(N_CLIPS)]
-        samples = sum(r.num_samples for r in rows)
-        payload_bytes = sum(r.bytes for r in rows)
-        assert samples == N_CLIPS and received / samples < 1024 and payload_bytes / received > 50
-        assert layout.read_manifest(tmp_path).num_rows == N_CLIPS
+        yield cluster
     finally:
         ray.shutdown()
         cluster.shutdown()
+
+
+def test_decode_pool_spreads_over_nodes(cluster3, tmp_path, monkeypatch):
+    """The decode stage of the real pipeline is a pool of actors placed across the cluster (old main: one
+    decode actor, so one node decoded every video)."""
+    import os
+
+    from dataset_builder import pipeline
+    from dataset_builder.config import BuildConfig
+    from dataset_builder.io.inputs import discover
+    from dataset_builder.samples.synthetic import write_synthetic_video
+    from dataset_builder.stages.sample_clips import SampleClips
+
+    n_videos = 12
+    for i in range(n_videos):
+        write_synthetic_video(tmp_path / "in" / f"v{i:02d}.mp4", seed=i, num_frames=10, height=48, width=64)
+    seen = tmp_path / "decoded_on"
+    seen.mkdir()
+
+    class NodeRecordingDecode(SampleClips):  # local class: shipped to the workers by value
+        def __call__(self, batch):
+            import ray
+
+            out = super().__call__(batch)
+            node = ray.get_runtime_context().get_node_id()
+            for uri in batch["uri"]:
+                (seen / f"{os.path.basename(str(uri))}.{node}").touch()
+            return out
+
+    monkeypatch.setattr(pipeline, "SampleClips", NodeRecordingDecode)
+    cfg = BuildConfig.model_validate({
+        "input": {"paths": [str(tmp_path / "in")]}, "output": {"dir": str(tmp_path / "out")},
+        "clip": {"num_frames": 8, "height": 48, "width": 64, "detect_cuts": False},
+        "ray": {"decode_num_cpus": 1, "decode_min_actors": 3, "decode_max_actors": 3},
+    })
+    inputs = discover(cfg.input.paths, cfg.input.extensions)
+    rows = list(pipeline.decode_stage(pipeline.input_dataset(inputs, rows_per_block=1), cfg, set()).iter_rows())
+    assert len({r["meta"] for r in rows}) >= n_videos  # every video decoded into at least one clip row
+    decoded = [p.name.rsplit(".", 1) for p in seen.iterdir()]
+    assert sorted(v for v, _ in decoded) == sorted(f"v{i:02d}.mp4" for i in range(n_videos))  # each once
+    assert len({node for _, node in decoded}) == 3  # one 1-CPU decode actor per node, all of them working
+
+
+def test_writers_spread_over_nodes_and_driver_gets_commit_records_only(cluster3, tmp_path):
+    import ray
+
+    ds = ray.data.from_items([_row(i) for i in range(N_CLIPS)], override_num_blocks=N_CLIPS)
+    spec = writer_spec(tmp_path, ClipState, samples_per_shard=2, max_shard_bytes=1 << 30,
+                       resources=Resources(num_cpus=1, concurrency=3, batch_size=2))
+    received, rows = 0, []
+    for row in map_stage(ds, spec).iter_rows():
+        assert set(row) == {COMMIT_COLUMN}  # nothing but the commit record reaches the driver
+        received += len(row[COMMIT_COLUMN])
+        rows.append(CommitRecord.model_validate_json(row[COMMIT_COLUMN]))
+    nodes = {r.writer.rsplit("@", 1)[-1] for r in rows}
+    assert len(nodes) == 3, nodes  # every node wrote shards
+    assert sorted(c for r in rows for c in r.clip_ids) == [f"clip{i:03d}" for i in range(N_CLIPS)]
+    samples = sum(r.num_samples for r in rows)
+    payload_bytes = sum(r.bytes for r in rows)
+    assert samples == N_CLIPS and received / samples < 1024 and payload_bytes / received > 50
+    assert layout.read_manifest(tmp_path).num_rows == N_CLIPS
+
