@@ -19,7 +19,8 @@ def test_shipped_configs_validate(path):
 
 def test_overrides_parse_yaml_values():
     cfg = load_config(ROOT / "configs/train/stage1.yaml",
-                      ["optim.lr=3e-5", "data.shards=[a, b]", "checkpoint.every_n_steps=7", "conditioning=fg"])
+                      ["optim.lr=3e-5", "data.shards=[a, b]", "checkpoint.every_n_steps=7", "conditioning=fg",
+                       "validation.every_n_steps=0"])  # conditional variants validate only with condition videos
     assert cfg.optim.lr == 3e-5 and cfg.data.shards == ["a", "b"]
     assert cfg.checkpoint.every_n_steps == 7 and cfg.conditioning == "fg"
 
