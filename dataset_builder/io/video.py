@@ -76,24 +76,14 @@ def iter_frames(path: str | Path) -> tuple[float, Iterator[np.ndarray]]:
     """
     path = str(path)
     if "://" in path:  # object store: PyAV reads from a pyarrow file object (OpenCV needs a path)
-        try:
-            return _iter_pyav(path)
-        except VideoDecodeError:
-            raise
-        except Exception as exc:
-            raise VideoDecodeError(f"{path}: cannot open as video ({type(exc).__name__}: {exc})") from exc
+        return _open_pyav(path)
     if not Path(path).is_file():
         raise VideoDecodeError(f"no such file: {path}")
     try:
         fps, frames = _iter_cv2(path)
         first = next(frames)
     except (VideoDecodeError, StopIteration, Exception):
-        try:
-            return _iter_pyav(path)
-        except VideoDecodeError:
-            raise
-        except Exception as exc:
-            raise VideoDecodeError(f"{path}: cannot open as video ({type(exc).__name__}: {exc})") from exc
+        return _open_pyav(path)
 
     def chained() -> Iterator[np.ndarray]:
         yield first
@@ -153,6 +143,16 @@ def _source(path: str):
     from dataset_builder.io.inputs import open_input
 
     return open_input(path)
+
+
+def _open_pyav(path: str) -> tuple[float, Iterator[np.ndarray]]:
+    """PyAV decode, any failure to open as one :class:`VideoDecodeError` naming the file."""
+    try:
+        return _iter_pyav(path)
+    except VideoDecodeError:
+        raise
+    except Exception as exc:
+        raise VideoDecodeError(f"{path}: cannot open as video ({type(exc).__name__}: {exc})") from exc
 
 
 def _iter_pyav(path: str):
