@@ -9,6 +9,15 @@ from typing import Protocol, runtime_checkable
 import numpy as np
 
 
+#: Labels that name no class (segmenter fallbacks such as "moving object" / "salient object", empty).
+#: Never put into a caption, a judge question or the clip's tags: say "object" or let the model name it.
+PLACEHOLDER_LABELS = frozenset({"", "object", "moving object", "salient object", "thing", "foreground"})
+
+
+def is_placeholder(label: str | None) -> bool:
+    return (label or "").strip().lower() in PLACEHOLDER_LABELS
+
+
 @dataclass(frozen=True)
 class Tag:
     label: str

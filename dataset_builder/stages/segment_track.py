@@ -5,13 +5,12 @@ from __future__ import annotations
 import numpy as np
 
 from dataset_builder.config import BackendSpec
+from dataset_builder.models.base import is_placeholder
 from dataset_builder.models.registry import BackendKind
 from dataset_builder.stages.base import BackendStage, ClipState, ObjectState
 
 #: Prompt used when the tagger found no subject: class-agnostic backends still find movers.
 FALLBACK_PROMPT = "moving object"
-#: Labels that name no class (not added to the clip's tags).
-GENERIC_LABELS = frozenset({FALLBACK_PROMPT, "salient object"})
 
 
 #: A frame whose object area (alpha >= 128) is under this share of the object's median area counts as empty.
@@ -62,7 +61,7 @@ class SegmentTrackStage(BackendStage):
         # Detected classes become subject tags (the sample json's tags, captions can name them).
         known = {t["label"] for t in state.tags}
         for o in kept:
-            if o.label not in known and o.label not in GENERIC_LABELS:
+            if o.label not in known and not is_placeholder(o.label):
                 state.tags.append({"label": o.label, "score": round(float(o.score), 3), "is_subject": True})
                 known.add(o.label)
         masks = np.stack([np.asarray(o.masks, dtype=np.uint8) for o in kept])

@@ -17,7 +17,7 @@ import numpy as np
 from pydantic import Field
 
 from dataset_builder.config import BackendSpec
-from dataset_builder.models.base import LayerCaptions
+from dataset_builder.models.base import LayerCaptions, is_placeholder
 from dataset_builder.models.cpu._common import Options, parse_options, resize_frames
 from dataset_builder.ops import masks as mops
 from dataset_builder.ops.colors import brightness_word, dominant_colors
@@ -33,8 +33,6 @@ _CAMERA = {"static": "a static camera", "panning": "a camera panning {dir}", "zo
 #: Scene tags worth repeating in the bg caption (colour/brightness/camera are measured directly).
 _SCENE_WORDS = {"sky": "open sky", "outdoor": "an outdoor setting"}
 _ARTICLE_LIGHT = {"dark": "a dark", "bright": "a bright", "evenly lit": "an evenly lit"}
-#: Labels that name no class (segmenter/tagger fallbacks); captions say "object" instead.
-PLACEHOLDER_LABELS = {"", "object", "moving object", "thing", "foreground", "salient object"}
 #: Scene tags that are not content (measured directly or not objects).
 _NOT_CONTENT = {"sky", "outdoor", "indoor", "dark", "bright", "evenly lit"}
 
@@ -52,8 +50,7 @@ def _join(words: list[str]) -> str:
 
 def class_name(label: str) -> str:
     """The noun a caption uses for a label: the class, or "object" for placeholders."""
-    label = (label or "").strip()
-    return "object" if label.lower() in PLACEHOLDER_LABELS else label
+    return "object" if is_placeholder(label) else label.strip()
 
 
 def _plural(noun: str) -> str:

@@ -7,6 +7,8 @@ removed (the inpainted layer), and the blended layer the whole original clip.
 
 from __future__ import annotations
 
+from dataset_builder.models.base import is_placeholder
+
 PROMPTS = {
     "fg": "These frames show {a_label} alone on a plain background. Describe the {label}, its appearance "
           "and its motion in one or two sentences. Do not describe the background.",
@@ -16,14 +18,9 @@ PROMPTS = {
              "and the scene, in two or three sentences. Scene tags: {tags}.",
 }
 
-#: Labels that name no class (class-agnostic prompts such as segment_track's fallback). They are never
-#: put into a question: the model is asked about "the object" and names it itself.
-PLACEHOLDER_LABELS = frozenset({"moving object", "object", "thing", "foreground", ""})
+#: Placeholder labels (models.base.is_placeholder) are never put into a question: the model is asked
+#: about "the object" and names it itself.
 NEUTRAL_LABEL = "object"
-
-
-def is_placeholder(label: str) -> bool:
-    return label.strip().lower() in PLACEHOLDER_LABELS
 
 
 def with_article(label: str) -> str:

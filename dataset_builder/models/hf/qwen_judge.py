@@ -11,7 +11,8 @@ import numpy as np
 
 from dataset_builder.config import BackendSpec, Resources
 from dataset_builder.models.base import Judgement
-from dataset_builder.models.hf.captioning import is_placeholder, with_article
+from dataset_builder.models.base import is_placeholder
+from dataset_builder.models.hf.captioning import with_article
 from dataset_builder.models.hf.overlay import highlight
 from dataset_builder.models.hf.qwen_vl import QwenVL
 

@@ -72,3 +72,13 @@ def test_no_placeholder_in_questions():
     assert "an elephant alone" in layer_prompts("elephant", [])["fg"]
     assert "moving object" not in judge_question(QUESTION, "moving object")
     assert "a dog that is" in judge_question(QUESTION, "dog")
+
+
+def test_cpu_segmenter_label_is_a_placeholder_for_the_vlms_too():
+    """The CPU keyframe segmenter labels class-less regions "salient object"; with a VLM judge/captioner
+    behind it (mixed profiles) that label must not reach the questions either."""
+    from dataset_builder.models.cpu.keyframe_segmenter import SALIENT_LABEL
+
+    prompts = layer_prompts(SALIENT_LABEL, [SALIENT_LABEL, "road"])
+    assert all(SALIENT_LABEL not in p for p in prompts.values()) and "Scene tags: road." in prompts["blend"]
+    assert SALIENT_LABEL not in judge_question(QUESTION, SALIENT_LABEL)
