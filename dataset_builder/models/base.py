@@ -98,3 +98,50 @@ def caption_objects(captioner: Captioner, frames: np.ndarray, alphas: np.ndarray
     if batched is not None:
         return list(batched(frames, alphas, backgrounds, labels, tags))
     return [captioner.caption(frames, a, b, label, tags) for a, b, label in zip(alphas, backgrounds, labels)]
+
+
+# -- several clips at once (the stages' batch-level hook, stages.base.BackendStage.infer) -------------------
+# A backend that can batch across clips offers the ``*_clips`` method (one model call over all clips'
+# items, chunked by its ``max_batch``); any other backend, e.g. every CPU one, is called clip by clip.
+
+def tag_clips(tagger: Tagger, clips: list[np.ndarray]) -> list[list[Tag]]:
+    batched = getattr(tagger, "tag_clips", None)
+    if batched is not None:
+        return [list(tags) for tags in batched(clips)]
+    return [tagger.tag(frames) for frames in clips]
+
+
+def segment_clips(segmenter: SegmenterTracker, clips: list[tuple[np.ndarray, list[str]]]) -> list[list[TrackedObject]]:
+    """``clips``: (frames, prompts) per clip."""
+    batched = getattr(segmenter, "segment_clips", None)
+    if batched is not None:
+        return [list(objects) for objects in batched(clips)]
+    return [segmenter.segment(frames, prompts) for frames, prompts in clips]
+
+
+def judge_clips(judge: FgJudge, clips: list[tuple[np.ndarray, np.ndarray, list[str]]]) -> list[list[Judgement]]:
+    """``clips``: (frames, masks (K, T, H, W), labels) per clip."""
+    batched = getattr(judge, "judge_clips", None)
+    if batched is not None:
+        return [list(verdicts) for verdicts in batched(clips)]
+    return [judge_objects(judge, *clip) for clip in clips]
+
+
+def caption_clips(captioner: Captioner, clips: list[tuple[np.ndarray, np.ndarray, np.ndarray, list[str], list[str]]]
+                  ) -> list[list[LayerCaptions]]:
+    """``clips``: (frames, alphas, backgrounds, labels, tags) per clip."""
+    batched = getattr(captioner, "caption_clips", None)
+    if batched is not None:
+        return [list(captions) for captions in batched(clips)]
+    return [caption_objects(captioner, *clip) for clip in clips]
+
+
+def split_by_counts(flat: list, counts: list[int]) -> list[list]:
+    """Undo the concatenation of per-clip item lists: ``counts[i]`` items belong to clip ``i``."""
+    if sum(counts) != len(flat):
+        raise RuntimeError(f"{len(flat)} results for {sum(counts)} items")
+    out, first = [], 0
+    for count in counts:
+        out.append(list(flat[first:first + count]))
+        first += count
+    return out

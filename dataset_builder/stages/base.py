@@ -153,7 +153,9 @@ class RowStage:
 
     Subclasses set ``stage`` (the reject stage name) and ``state_cls``, and implement :meth:`process`,
     which mutates ``state`` and ``row``. :class:`~dataset_builder.stages.chain.StageChain` calls
-    :meth:`run` directly so fused stages share one parse.
+    :meth:`run` directly so fused stages share one parse. :meth:`process_rows` is the batch-level hook:
+    it receives every live (not yet rejected) row of the Ray batch at once; by default it processes
+    them one by one (:class:`BackendStage` hands them to its model together).
     """
 
     stage: ClassVar[str]
@@ -168,15 +170,26 @@ class RowStage:
         return batch_from_rows(rows)
 
     def run(self, rows: list[dict[str, Any]], states: list[RowState]) -> None:
-        for row, state in zip(rows, states):
+        for row in rows:
             self.prepare(row)
-            if not state.rejected:
-                try:
-                    self.process(state, row)
-                except Exception as exc:  # the point: every failure is recorded, none is fatal
-                    log.warning("stage %s failed on %s: %s", self.stage, state.row_id, exc)
-                    self.on_error(state, exc)
+        live = [i for i, state in enumerate(states) if not state.rejected]
+        if live:
+            self.process_rows([states[i] for i in live], [rows[i] for i in live])
+        for row, state in zip(rows, states):
             self.finish_row(state, row)
+
+    def process_rows(self, states: list[RowState], rows: list[dict[str, Any]]) -> None:
+        """All live rows of the batch (the batch-level hook); default: :meth:`process` per row."""
+        for state, row in zip(states, rows):
+            self.guarded(state, self.process, state, row)
+
+    def guarded(self, state: RowState, fn, *args) -> None:
+        """``fn(*args)``; an exception becomes a reject of ``state`` (the single error path)."""
+        try:
+            fn(*args)
+        except Exception as exc:  # the point: every failure is recorded, none is fatal
+            log.warning("stage %s failed on %s: %s", self.stage, state.row_id, exc)
+            self.on_error(state, exc)
 
     def on_error(self, state: RowState, exc: Exception) -> None:
         reason = "oom" if is_oom(exc) else "error"  # OOM left after the backend's batch back-off
@@ -205,7 +218,17 @@ class ClipStage(RowStage):
 
 class BackendStage(ClipStage):
     """A stage driven by one model backend: built once per actor from its :class:`BackendSpec` through the
-    registry, and recorded in each processed clip's provenance."""
+    registry, and recorded in each processed clip's provenance.
+
+    A stage either implements :meth:`apply` (one clip at a time) or splits its work in two:
+    :meth:`infer` - the model call for several clips at once, which reads the rows and mutates nothing -
+    and :meth:`apply_result` - one clip's result written into its state and row. Such a stage hands all
+    live clips of a Ray batch to its backend in one :meth:`infer` (the backend batches across clips, as
+    far as it can). If that call raises, nothing was changed yet: the clips are re-run one by one, so the
+    failing clip becomes the one reject (stage + reason) and its batch-mates still succeed; an OOM that
+    the backend's own batch halving could not absorb ends the same way, as an ``oom`` reject of the
+    clip that does not fit alone. ``batch_fallbacks`` counts those re-runs.
+    """
 
     kind: ClassVar[BackendKind]
 
@@ -215,13 +238,51 @@ class BackendStage(ClipStage):
         self.spec = BackendSpec.model_validate(spec)
         self.backend = build_backend(self.kind, self.spec)
         self.revision = backend_revision(self.kind.value, self.spec)
+        self.batch_fallbacks = 0
+
+    @property
+    def batches_clips(self) -> bool:
+        return type(self).infer is not BackendStage.infer
+
+    def process_rows(self, states: list[ClipState], rows: list[dict[str, Any]]) -> None:
+        if len(rows) > 1 and self.batches_clips:
+            try:
+                results = self.infer(states, rows)
+                if len(results) != len(rows):
+                    raise RuntimeError(f"{self.stage}: {len(results)} results for {len(rows)} clips")
+            except Exception as exc:
+                self.batch_fallbacks += 1
+                log.warning("stage %s: batch of %d clips failed (%s: %s); re-running them one by one",
+                            self.stage, len(rows), type(exc).__name__, exc)
+            else:
+                for state, row, result in zip(states, rows, results):
+                    self.guarded(state, self.commit, state, row, result)
+                return
+        super().process_rows(states, rows)
 
     def process(self, state: ClipState, row: dict[str, Any]) -> None:
-        self.apply(state, row)
+        if self.batches_clips:
+            self.commit(state, row, self.infer([state], [row])[0])
+        else:
+            self.apply(state, row)
+            self.record(state)
+
+    def commit(self, state: ClipState, row: dict[str, Any], result: Any) -> None:
+        self.apply_result(state, row, result)
+        self.record(state)
+
+    def record(self, state: ClipState) -> None:
         state.backends[self.stage] = self.spec.name
         state.revisions[self.stage] = self.revision
 
     def apply(self, state: ClipState, row: dict[str, Any]) -> None:
+        raise NotImplementedError
+
+    def infer(self, states: list[ClipState], rows: list[dict[str, Any]]) -> list[Any]:
+        """The model's results for several clips, one per clip; must not mutate ``states``/``rows``."""
+        raise NotImplementedError
+
+    def apply_result(self, state: ClipState, row: dict[str, Any], result: Any) -> None:
         raise NotImplementedError
 
 

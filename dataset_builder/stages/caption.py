@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataset_builder.models.base import caption_objects
+from dataset_builder.models.base import LayerCaptions, caption_clips
 from dataset_builder.models.registry import BackendKind
 from dataset_builder.stages.base import BackendStage, ClipState
 
@@ -11,10 +11,17 @@ class CaptionStage(BackendStage):
     stage = "caption"
     kind = BackendKind.CAPTIONER
 
-    def apply(self, state: ClipState, row: dict) -> None:
-        tags = [t["label"] for t in state.tags]
-        all_captions = caption_objects(self.backend, row["frames"], row["masks"], row["backgrounds"],
-                                       [o.label for o in state.objects], tags)
+    def infer(self, states: list[ClipState], rows: list[dict]) -> list[list[LayerCaptions]]:
+        """3 questions per object of every clip of the batch (VLM: padded batched ``generate``)."""
+        return caption_clips(self.backend, [
+            (row["frames"], row["masks"], row["backgrounds"], [o.label for o in state.objects],
+             [t["label"] for t in state.tags])
+            for state, row in zip(states, rows)
+        ])
+
+    def apply_result(self, state: ClipState, row: dict, all_captions: list[LayerCaptions]) -> None:
+        if len(all_captions) != len(state.objects):
+            raise RuntimeError(f"captioner returned {len(all_captions)} results for {len(state.objects)} objects")
         for obj, captions in zip(state.objects, all_captions):
             for layer in ("fg", "bg", "blend"):
                 text = getattr(captions, layer).strip()

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataset_builder.models.base import judge_objects
+from dataset_builder.models.base import Judgement, judge_clips
 from dataset_builder.models.registry import BackendKind
 from dataset_builder.stages.base import BackendStage, ClipState, keep_objects
 
@@ -11,9 +11,15 @@ class FilterForegroundStage(BackendStage):
     stage = "filter_foreground"
     kind = BackendKind.FG_JUDGE
 
-    def apply(self, state: ClipState, row: dict) -> None:
+    def infer(self, states: list[ClipState], rows: list[dict]) -> list[list[Judgement]]:
+        """Every object of every clip of the batch (VLM: one batched forward, chunked by ``max_batch``)."""
+        return judge_clips(self.backend, [(row["frames"], row["masks"], [o.label for o in state.objects])
+                                          for state, row in zip(states, rows)])
+
+    def apply_result(self, state: ClipState, row: dict, verdicts: list[Judgement]) -> None:
+        if len(verdicts) != len(state.objects):
+            raise RuntimeError(f"judge returned {len(verdicts)} verdicts for {len(state.objects)} objects")
         keep = []
-        verdicts = judge_objects(self.backend, row["frames"], row["masks"], [o.label for o in state.objects])
         for i, (obj, verdict) in enumerate(zip(state.objects, verdicts)):
             obj.scores["fg_judge"] = float(verdict.score)
             if verdict.is_foreground:

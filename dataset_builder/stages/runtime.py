@@ -221,19 +221,30 @@ def write_ray(ds, writer: StageSpec) -> Iterator[CommitRecord]:
 
 def run_local(batches: Iterable[dict[str, np.ndarray]], stages: list[StageSpec],
               writer: StageSpec) -> Iterator[CommitRecord]:
-    """The same stage objects called in this process, one input batch at a time; shards fill up to
-    ``samples_per_shard`` across batches."""
-    built = [spec.build() for spec in stages]
+    """The same stage objects called in this process. Each stage gets batches of its own
+    ``resources.batch_size`` rows, as :func:`map_stage` gives it on Ray (so batching across clips
+    behaves the same on both executors); shards fill up to ``samples_per_shard`` across batches."""
     sink: WriteShards = writer.cls(**{**writer.kwargs, "flush_each_batch": False})
-    for batch in batches:
-        for stage in built:
-            if not len(next(iter(batch.values()), [])):
-                break
-            batch = stage(batch)
-        if len(next(iter(batch.values()), [])):
-            sink.add_rows(rows_from_batch(batch))
+    flow: Iterable[dict[str, np.ndarray]] = batches
+    for spec in stages:
+        flow = rebatched(spec.build(), flow, spec.resources.batch_size)
+    for batch in flow:
+        sink.add_rows(rows_from_batch(batch))
         yield from sink.take_commits()
     yield from sink.finish()
+
+
+def rebatched(stage, batches: Iterable[dict[str, np.ndarray]], batch_size: int) -> Iterator[dict[str, np.ndarray]]:
+    """``stage`` over the rows of ``batches`` regrouped into batches of ``batch_size`` (the last may be
+    smaller); empty batches are dropped."""
+    pending: list[dict[str, Any]] = []
+    for batch in batches:
+        pending += rows_from_batch(batch)
+        while len(pending) >= batch_size:
+            group, pending = pending[:batch_size], pending[batch_size:]
+            yield stage(batch_from_rows(group))
+    if pending:
+        yield stage(batch_from_rows(pending))
 
 
 def writer_spec(out: str | os.PathLike, state_cls: type[RowState], samples_per_shard: int, max_shard_bytes: int,

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from dataset_builder.config import BackendSpec
-from dataset_builder.models.base import is_placeholder
+from dataset_builder.models.base import TrackedObject, is_placeholder, segment_clips
 from dataset_builder.models.registry import BackendKind
 from dataset_builder.stages.base import BackendStage, ClipState, ObjectState
 
@@ -24,6 +24,10 @@ def empty_alpha_frames(masks: np.ndarray, share: float = EMPTY_AREA_SHARE) -> li
     return [int(i) for i in np.flatnonzero(area < limit)]
 
 
+def prompts_of(state: ClipState) -> list[str]:
+    return [t["label"] for t in state.tags if t.get("is_subject", True)] or [FALLBACK_PROMPT]
+
+
 class SegmentTrackStage(BackendStage):
     stage = "segment_track"
     kind = BackendKind.SEGMENTER
@@ -32,9 +36,15 @@ class SegmentTrackStage(BackendStage):
         super().__init__(spec)
         self.max_objects = max_objects
 
-    def apply(self, state: ClipState, row: dict) -> None:
-        prompts = [t["label"] for t in state.tags if t.get("is_subject", True)] or [FALLBACK_PROMPT]
-        objects = sorted(self.backend.segment(row["frames"], prompts), key=lambda o: -o.score)
+    def infer(self, states: list[ClipState], rows: list[dict]) -> list[list[TrackedObject]]:
+        """Every clip of the batch: OWLv2 over the keyframes of all of them in one forward (chunked by
+        ``max_batch``); SAM2 then tracks each clip in its own inference session, as the official video
+        predictor does (a session holds one video's frames and memory bank)."""
+        return segment_clips(self.backend, [(row["frames"], prompts_of(state)) for state, row in zip(states, rows)])
+
+    def apply_result(self, state: ClipState, row: dict, found: list[TrackedObject]) -> None:
+        prompts = prompts_of(state)
+        objects = sorted(found, key=lambda o: -o.score)
         whole = []
         for index, obj in enumerate(objects):
             gap = empty_alpha_frames(np.asarray(obj.masks))

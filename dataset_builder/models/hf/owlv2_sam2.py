@@ -25,7 +25,7 @@ import numpy as np
 from dataset_builder.config import BackendSpec, Resources
 from dataset_builder.models.base import TrackedObject
 from dataset_builder.models.hf import loading
-from dataset_builder.models.hf.batching import CallStats
+from dataset_builder.models.hf.batching import BatchRunner, CallStats
 
 IMAGENET_MEAN = np.array([0.485, 0.456, 0.406], np.float32)
 IMAGENET_STD = np.array([0.229, 0.224, 0.225], np.float32)
@@ -140,7 +140,8 @@ def assign_detections(candidates: np.ndarray, tracks: np.ndarray, max_coverage: 
 class Owlv2Sam2SegmenterTracker:
     """Options: ``box_threshold`` (0.25), ``nms_iou`` (0.5), ``redetect_every`` (8 frames),
     ``max_objects`` (8), ``new_object_max_coverage`` (0.3, mask coverage ratio), ``reanchor_iou`` (0.5),
-    ``min_area_frac`` (0.001), ``detector_subdir`` ("owlv2"), ``tracker_subdir`` ("sam2"). ``model_dir``
+    ``min_area_frac`` (0.001), ``max_batch`` (8 keyframe images per OWLv2 forward, across the clips of a
+    batch), ``detector_subdir`` ("owlv2"), ``tracker_subdir`` ("sam2"). ``model_dir``
     holds both models. ``stats`` counts model calls (benchmarks/bench_paper_profile.py)."""
 
     default_subdir = "owlv2_sam2"
@@ -157,6 +158,7 @@ class Owlv2Sam2SegmenterTracker:
         self.max_coverage = float(opts.get("new_object_max_coverage", 0.3))
         self.reanchor_iou = float(opts.get("reanchor_iou", 0.5))
         self.stats = CallStats()
+        self.runner = BatchRunner(int(opts.get("max_batch", 8)), self.stats)
         self.min_area_frac = float(opts.get("min_area_frac", 0.001))
 
         base = loading.resolve_model_dir(spec, self.default_subdir, required=())
@@ -171,37 +173,49 @@ class Owlv2Sam2SegmenterTracker:
     # -- detection ---------------------------------------------------------------------------------
     def detect(self, frames: np.ndarray, prompts: list[str]) -> list[Detection]:
         """OWLv2 on every keyframe, thresholded and NMS-ed per keyframe (class-agnostic)."""
+        return self.detect_clips([(frames, prompts)])[0]
+
+    def detect_clips(self, clips: list[tuple[np.ndarray, list[str]]]) -> list[list[Detection]]:
+        """:meth:`detect` for several clips: the keyframes of all of them go through OWLv2 together, at
+        most ``max_batch`` images per forward (halved on out-of-memory). Clips with different prompts
+        share a forward: each image's text queries are padded to the chunk's longest prompt list with
+        copies of its own last prompt, and only its own queries are read back, so every clip gets the
+        logits it would get alone (OWLv2 scores each (image, query) pair independently)."""
+        items = [(c, frame, frames[frame], prompts) for c, (frames, prompts) in enumerate(clips)
+                 for frame in range(0, len(frames), self.redetect_every)]
+        per_image = self.runner.run("owlv2", items, self._detect_images)
+        out: list[list[Detection]] = [[] for _ in clips]
+        for (c, *_), detections in zip(items, per_image):
+            out[c] += detections
+        return out
+
+    def _detect_images(self, items: list[tuple[int, int, np.ndarray, list[str]]]) -> list[list[Detection]]:
         import torch
 
-        keyframes = list(range(0, len(frames), self.redetect_every))
-        height, width = frames.shape[1:3]
+        width_q = max(len(prompts) for *_, prompts in items)
+        queries = [prompts + [prompts[-1]] * (width_q - len(prompts)) for *_, prompts in items]
         text = self.tokenizer(
-            prompts, padding="max_length", truncation=True,
+            [q for qs in queries for q in qs], padding="max_length", truncation=True,
             max_length=self.detector.config.text_config.max_position_embeddings, return_tensors="pt",
         )
-        pixels = self.det_processor(images=list(frames[keyframes]), return_tensors="pt")["pixel_values"]
-        n = len(keyframes)
-        self.stats.record("owlv2", n)
+        pixels = self.det_processor(images=[image for _, _, image, _ in items], return_tensors="pt")["pixel_values"]
         with torch.inference_mode():
             out = self.detector(
-                input_ids=text["input_ids"].repeat(n, 1).to(self.device),
-                attention_mask=text["attention_mask"].repeat(n, 1).to(self.device),
+                input_ids=text["input_ids"].to(self.device), attention_mask=text["attention_mask"].to(self.device),
                 pixel_values=pixels.to(self.device, self.dtype),
             )
-        probs = torch.sigmoid(out.logits.float()).cpu().numpy()  # (n, patches, queries)
-        boxes = owl_boxes_to_pixels(out.pred_boxes.float().cpu().numpy(), height, width)
-        detections: list[Detection] = []
-        for k, frame in enumerate(keyframes):
-            best_q = probs[k].argmax(-1)
-            best = probs[k].max(-1)
+        all_probs = torch.sigmoid(out.logits.float()).cpu().numpy()  # (n, patches, queries)
+        all_boxes = out.pred_boxes.float().cpu().numpy()
+        results = []
+        for k, (_, frame, image, prompts) in enumerate(items):
+            probs = all_probs[k, :, :len(prompts)]
+            boxes = owl_boxes_to_pixels(all_boxes[k], *image.shape[:2])
+            best_q, best = probs.argmax(-1), probs.max(-1)
             cand = np.flatnonzero(best >= self.box_threshold)
-            keep = nms(boxes[k][cand], best[cand], self.nms_iou) if len(cand) else []
-            detections += [
-                Detection(frame, tuple(map(float, boxes[k][cand[i]])), float(best[cand[i]]),
-                          prompts[int(best_q[cand[i]])])
-                for i in keep
-            ]
-        return detections
+            keep = nms(boxes[cand], best[cand], self.nms_iou) if len(cand) else []
+            results.append([Detection(frame, tuple(map(float, boxes[cand[i]])), float(best[cand[i]]),
+                                      prompts[int(best_q[cand[i]])]) for i in keep])
+        return results
 
     # -- tracking ----------------------------------------------------------------------------------
     def _pixels(self, frames: np.ndarray):
@@ -298,13 +312,19 @@ class Owlv2Sam2SegmenterTracker:
         return tracks, probs, reanchors
 
     def segment(self, frames: np.ndarray, prompts: list[str]) -> list[TrackedObject]:
-        prompts = [p for p in dict.fromkeys(prompts) if p.strip()]
-        if not prompts or len(frames) == 0:
-            return []
+        return self.segment_clips([(frames, prompts)])[0]
+
+    def segment_clips(self, clips: list[tuple[np.ndarray, list[str]]]) -> list[list[TrackedObject]]:
+        """Several clips: one batched OWLv2 detection over all their keyframes (:meth:`detect_clips`),
+        then one SAM2 inference session per clip - the official ``SAM2VideoPredictor`` state holds one
+        video's frames and memory bank, so sessions are not batched across clips."""
+        clips = [(frames, [p for p in dict.fromkeys(prompts) if p.strip()]) for frames, prompts in clips]
+        todo = [i for i, (frames, prompts) in enumerate(clips) if prompts and len(frames)]
+        detections = dict(zip(todo, self.detect_clips([clips[i] for i in todo])))
+        return [self._track(clips[i][0], detections[i]) if detections.get(i) else [] for i in range(len(clips))]
+
+    def _track(self, frames: np.ndarray, detections: list[Detection]) -> list[TrackedObject]:
         num_frames, height, width = frames.shape[:3]
-        detections = self.detect(frames, prompts)
-        if not detections:
-            return []
         tracks, probs, reanchors = self.track_clip(self._pixels(frames), height, width, detections)
         # Soft edge band: two of SAM2's low-res mask pixels (masks are predicted at 1/4 input size).
         band = math.ceil(2 * max(height, width) / (self.sam_size / 4))

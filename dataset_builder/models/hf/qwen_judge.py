@@ -10,8 +10,7 @@ from __future__ import annotations
 import numpy as np
 
 from dataset_builder.config import BackendSpec, Resources
-from dataset_builder.models.base import Judgement
-from dataset_builder.models.base import is_placeholder
+from dataset_builder.models.base import Judgement, is_placeholder, split_by_counts
 from dataset_builder.models.hf.captioning import with_article
 from dataset_builder.models.hf.overlay import highlight
 from dataset_builder.models.hf.qwen_vl import QwenVL
@@ -45,11 +44,18 @@ class QwenFgJudge:
         self.threshold = float(spec.options.get("threshold", 0.5))
         self.question = str(spec.options.get("question", QUESTION))
 
+    def judge_clips(self, clips: list[tuple[np.ndarray, np.ndarray, list[str]]]) -> list[list[Judgement]]:
+        """Every object of every clip ``(frames, masks, labels)`` in one batched forward (chunked by
+        ``max_batch``): a Ray batch of clips costs ceil(objects / max_batch) calls, not one per clip."""
+        requests = [(highlight(frames, m), judge_question(self.question, label))
+                    for frames, masks, labels in clips for m, label in zip(masks, labels)]
+        verdicts = [Judgement(p >= self.threshold, p, f"qwen2.5-vl P(yes)={p:.3f}")
+                    for p in self.vlm.yes_probabilities(requests)]
+        return split_by_counts(verdicts, [len(labels) for _, _, labels in clips])
+
     def judge_objects(self, frames: np.ndarray, masks: np.ndarray, labels: list[str]) -> list[Judgement]:
-        """All objects of a clip in one batched forward (chunked by ``max_batch``)."""
-        requests = [(highlight(frames, m), judge_question(self.question, label)) for m, label in zip(masks, labels)]
-        return [Judgement(p >= self.threshold, p, f"qwen2.5-vl P(yes)={p:.3f}")
-                for p in self.vlm.yes_probabilities(requests)]
+        """All objects of one clip."""
+        return self.judge_clips([(frames, masks, labels)])[0]
 
     def judge(self, frames: np.ndarray, masks: np.ndarray, label: str) -> Judgement:
         return self.judge_objects(frames, masks[None], [label])[0]

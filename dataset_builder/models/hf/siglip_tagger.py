@@ -16,6 +16,7 @@ import numpy as np
 from dataset_builder.config import BackendSpec, Resources
 from dataset_builder.models.base import Tag
 from dataset_builder.models.hf import loading
+from dataset_builder.models.hf.batching import BatchRunner, CallStats
 
 VOCAB_PATH = Path(__file__).with_name("ram_vocab.txt")
 
@@ -131,22 +132,42 @@ class SiglipTagger:
         self.text_embeds = torch.nn.functional.normalize(feats.float(), dim=-1)
         self.logit_scale = float(self.model.logit_scale.detach().exp())
         self.logit_bias = float(self.model.logit_bias.detach())
+        self.stats = CallStats()
+        self.runner = BatchRunner(int(opts.get("max_batch", 16)), self.stats)
 
     def probabilities(self, frames: np.ndarray) -> np.ndarray:
         """Sigmoid probability of every vocabulary label for the clip, shape ``(len(vocab),)``."""
+        return self.probabilities_many([frames])[0]
+
+    def probabilities_many(self, clips: list[np.ndarray]) -> list[np.ndarray]:
+        """:meth:`probabilities` of several clips: the keyframes of up to ``max_batch`` clips go through
+        the image tower in one forward (halved on out-of-memory)."""
+        return self.runner.run("siglip_image", clips, self._probabilities)
+
+    def _probabilities(self, clips: list[np.ndarray]) -> list[np.ndarray]:
         import torch
 
-        picked = frames[loading.sample_indices(len(frames), self.num_frames)]
-        pixels = self.image_processor(images=list(picked), return_tensors="pt")["pixel_values"]
+        picked = [frames[loading.sample_indices(len(frames), self.num_frames)] for frames in clips]
+        images = [image for frames in picked for image in frames]
+        pixels = self.image_processor(images=images, return_tensors="pt")["pixel_values"]
         with torch.inference_mode():
             feats = _as_tensor(self.model.get_image_features(pixel_values=pixels.to(self.device, self.dtype)))
-        image = torch.nn.functional.normalize(feats.float(), dim=-1).mean(0)
-        image = torch.nn.functional.normalize(image, dim=-1)
-        logits = self.text_embeds @ image * self.logit_scale + self.logit_bias
-        return torch.sigmoid(logits).cpu().numpy()
+        feats = torch.nn.functional.normalize(feats.float(), dim=-1)
+        out, first = [], 0
+        for frames in picked:
+            image = torch.nn.functional.normalize(feats[first:first + len(frames)].mean(0), dim=-1)
+            first += len(frames)
+            logits = self.text_embeds @ image * self.logit_scale + self.logit_bias
+            out.append(torch.sigmoid(logits).cpu().numpy())
+        return out
 
     def tag(self, frames: np.ndarray) -> list[Tag]:
-        return select_tags(self.probabilities(frames), self.vocab, self.thresholds, self.max_tags, self.min_subjects)
+        return self.tag_clips([frames])[0]
+
+    def tag_clips(self, clips: list[np.ndarray]) -> list[list[Tag]]:
+        """Tags of every clip of a Ray batch, their keyframes in one image forward per ``max_batch`` clips."""
+        return [select_tags(probs, self.vocab, self.thresholds, self.max_tags, self.min_subjects)
+                for probs in self.probabilities_many(clips)]
 
 
 def _as_tensor(out):

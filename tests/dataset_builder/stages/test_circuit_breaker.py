@@ -72,10 +72,10 @@ def test_local_build_aborts_when_every_clip_fails(tmp_path, monkeypatch):
     from dataset_builder.samples.synthetic import write_synthetic_video
     from dataset_builder.stages.tag import TagStage
 
-    def broken(self, state, row):
+    def broken(self, states, rows):
         raise ImportError("No module named 'pytorchcv'")
 
-    monkeypatch.setattr(TagStage, "apply", broken)
+    monkeypatch.setattr(TagStage, "infer", broken)
     videos = [tmp_path / f"v{i}.mp4" for i in range(3)]
     for i, video in enumerate(videos):
         write_synthetic_video(video, seed=i, num_frames=8, height=64, width=96)
