@@ -145,7 +145,7 @@ class Owlv2Sam2SegmenterTracker:
     holds both models. ``stats`` counts model calls (benchmarks/bench_paper_profile.py)."""
 
     default_subdir = "owlv2_sam2"
-    default_resources = Resources(num_cpus=2, num_gpus=0.5, batch_size=1, concurrency=8)
+    default_resources = Resources(num_cpus=2, num_gpus=0.5, batch_size=4, concurrency=8)
 
     def __init__(self, spec: BackendSpec) -> None:
         from transformers import AutoImageProcessor, AutoTokenizer, Owlv2ForObjectDetection, Sam2VideoModel

@@ -37,7 +37,7 @@ class QwenFgJudge:
     """Options: ``threshold`` (P(yes), default 0.5), ``question`` (with ``{label}``/``{a_label}``), plus QwenVL's
     ``num_frames``/``max_side``/``max_batch``."""
 
-    default_resources = Resources(num_cpus=2, num_gpus=0.5, batch_size=4, concurrency=8)
+    default_resources = Resources(num_cpus=2, num_gpus=0.5, batch_size=8, concurrency=8)
 
     def __init__(self, spec: BackendSpec) -> None:
         self.vlm = QwenVL(spec)

@@ -103,7 +103,7 @@ class SiglipTagger:
     """
 
     default_subdir = "siglip-so400m-patch14-384"
-    default_resources = Resources(num_cpus=1, num_gpus=0.125, batch_size=8, concurrency=8)
+    default_resources = Resources(num_cpus=1, num_gpus=0.125, batch_size=16, concurrency=8)
 
     def __init__(self, spec: BackendSpec) -> None:
         import torch

@@ -178,3 +178,17 @@ def test_run_local_gives_each_stage_its_own_batch_size(tmp_path, judges, monkeyp
                               StageSpec(Sized, {"name": "b"}, Resources(batch_size=2))], writer))
     assert sizes == {"a": [4, 1], "b": [2, 2, 1]}
     assert sorted(c for record in commits for c in record.clip_ids) == [f"clip{i}" for i in range(5)]
+
+
+def test_paper_profile_gives_its_model_stages_ray_batches_of_several_clips():
+    """The cross-clip batching only pays if the Ray batch holds several clips (configs/paper.yaml)."""
+    from pathlib import Path
+
+    from dataset_builder.config import load_build_config
+    from dataset_builder.pipeline import stage_plan
+
+    cfg = load_build_config(Path(__file__).parents[3] / "configs" / "paper.yaml")
+    plan = {getattr(cls, "stage", cls.__name__): res for cls, _, res in stage_plan(cfg)}
+    for name in ("tag", "segment_track", "filter_foreground", "caption"):
+        assert plan[name].num_gpus > 0 and plan[name].batch_size >= 4, name
+        assert getattr(cfg.stages, name).options["max_batch"] >= 8, name
