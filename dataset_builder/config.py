@@ -173,9 +173,15 @@ class RayConfig(Strict):
     #: Size the GPU stages' autoscaling pools from the cluster's GPUs (``stages.pool_sizing``) instead of
     #: their fixed ``resources.concurrency``.
     fit_gpu_pools: bool = True
-    #: Measured GPU-seconds per clip at one actor, by stage name (e.g. caption: 3.0, filter_foreground: 1.0);
-    #: pools get actors in proportion. Unlisted stages count 1.
+    #: Estimated GPU-seconds per clip at one actor, by stage name (e.g. caption: 3.0, filter_foreground: 1.0);
+    #: pools get actors in proportion. Unlisted stages count 1. Measured costs replace them (``costs_from``).
     stage_costs: dict[str, float] = Field(default_factory=dict)
+    #: Output dir (local or URI) of an earlier build whose commit records hold measured per-stage busy
+    #: seconds: pools are sized by those. None: this build's own output dir, when it already holds at
+    #: least ``measured_min_clips`` measured clips (a resumed build, or a calibration run on the first N
+    #: videos into the same dir); otherwise the ``stage_costs`` estimates.
+    costs_from: str | None = None
+    measured_min_clips: int = Field(8, ge=1)
 
 
 class FailuresConfig(Strict):

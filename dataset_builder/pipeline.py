@@ -33,7 +33,7 @@ from dataset_builder.stages.base import ClipState, batch_from_rows, rows_from_ba
 from dataset_builder.stages.caption import CaptionStage
 from dataset_builder.stages.chain import StageChain
 from dataset_builder.stages.circuit_breaker import ErrorRateBreaker
-from dataset_builder.stages.pool_sizing import fit_gpu_pools
+from dataset_builder.stages.pool_sizing import build_costs, cost_table, fit_gpu_pools
 from dataset_builder.stages.dedup_masks import DedupMasksStage
 from dataset_builder.stages.encode import EncodeStage
 from dataset_builder.stages.filter_foreground import FilterForegroundStage
@@ -52,6 +52,7 @@ from dataset_builder.stages.runtime import (
 from dataset_builder.stages.sample_clips import SampleClips
 from dataset_builder.stages.segment_track import SegmentTrackStage
 from dataset_builder.stages.tag import TagStage
+from schemas import StageStats
 
 log = logging.getLogger(__name__)
 
@@ -178,8 +179,14 @@ def build_dataset(cfg: BuildConfig, inputs: list[InputEntry], skip_clip_ids: set
     ctx.execution_options.preserve_order = cfg.ray.preserve_order
     ds = decode_stage(input_dataset(inputs, cfg.input.rows_per_block), cfg, skip_clip_ids, ledger)
     specs = stage_specs(cfg)
-    if cfg.ray.fit_gpu_pools:
-        specs = fit_specs_to_cluster(specs, float(ray.cluster_resources().get("GPU", 0)), cfg.ray.stage_costs)
+    if cfg.ray.fit_gpu_pools and any(s.resources.num_gpus > 0 for s in specs):
+        costs, sources = build_costs(cfg.ray, str(cfg.output.dir))
+        specs = fit_specs_to_cluster(specs, float(ray.cluster_resources().get("GPU", 0)), costs)
+        for spec in specs:
+            if spec.resources.num_gpus > 0:
+                name = spec.cls.stage
+                log.info("GPU pool %s: %d..%d actors, cost %.3g s/clip (%s)", name, spec.resources.concurrency,
+                         spec.resources.max_concurrency, costs.get(name, 1.0), sources.get(name, "default 1"))
     for spec in specs:
         ds = map_stage(ds, spec, ledger)
     return ds
@@ -271,7 +278,10 @@ def run_build(cfg: BuildConfig, inputs: list[str] | None = None, use_ray: bool =
         now = {"shards_committed_now": 0, "samples_written_now": 0, "rejects_written_now": 0,
                "clips_processed_now": 0, "commit_bytes_received": 0}
         breaker = ErrorRateBreaker(**cfg.failures.model_dump())
+        run_stats: dict[str, StageStats] = {}
         for record in _raise_user_errors(commits):
+            for stage, stats in record.stage_stats.items():
+                run_stats.setdefault(stage, StageStats()).add(stats)
             now["shards_committed_now"] += 1
             now["samples_written_now"] += record.num_samples
             now["rejects_written_now"] += record.num_rejects
@@ -287,6 +297,8 @@ def run_build(cfg: BuildConfig, inputs: list[str] | None = None, use_ray: bool =
             **now, "inputs": len(entries), "inputs_skipped_as_committed": len(entries) - len(pending),
             "seconds": round(time.time() - t0, 2), "config_hash": cfg.processing_hash(), "out_dir": out_dir.uri,
             "executor": "ray" if use_ray else "local",
+            # measured busy time of this run's stages (``ray.costs_from`` sizes later runs' pools by it)
+            "stage_costs": cost_table(run_stats, now["clips_processed_now"]),
         }
         summary["unaccounted_inputs"] = unaccounted_inputs(out_dir, [e.uri for e in entries])
         out_dir.write_bytes("run_summary.json", json.dumps(summary, indent=1).encode())

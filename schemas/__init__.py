@@ -1,6 +1,6 @@
 """Record schemas shared by the dataset builder, the shard readers and the trainer (one source of truth)."""
 
-from schemas.commit import CommitRecord
+from schemas.commit import CommitRecord, StageStats
 from schemas.layered_clip import (
     CAPTION_LAYERS,
     LAYER_MEMBERS,
@@ -25,5 +25,6 @@ __all__ = [
     "LayeredSample",
     "Provenance",
     "RejectRecord",
+    "StageStats",
     "manifest_row",
 ]

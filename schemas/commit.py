@@ -13,6 +13,23 @@ from pydantic import BaseModel, ConfigDict, Field
 from schemas.layered_clip import SCHEMA_VERSION
 
 
+class StageStats(BaseModel):
+    """Busy time of one stage over some units (measured in the workers, ``stages.base.run_timed``)."""
+
+    model_config = ConfigDict(extra="ignore")
+    #: Seconds the stage's actors spent in calls on these units (wall clock, model load excluded).
+    seconds: float = 0.0
+    #: Units the stage processed (live on entry; units rejected upstream pass through uncounted).
+    items: int = 0
+    #: Stage calls (Ray batches) those units came in; items / calls = units per actor call.
+    calls: float = 0.0
+
+    def add(self, other: StageStats) -> None:
+        self.seconds += other.seconds
+        self.items += other.items
+        self.calls += other.calls
+
+
 class CommitRecord(BaseModel):
     model_config = ConfigDict(extra="ignore")
     schema_version: str = SCHEMA_VERSION
@@ -39,3 +56,5 @@ class CommitRecord(BaseModel):
     committed_at: float = Field(default_factory=time.time)
     #: Who wrote it (host:pid), for audits.
     writer: str = ""
+    #: Per-stage busy time of this shard's clips, by stage name (what ``ray.costs_from`` sizes pools by).
+    stage_stats: dict[str, StageStats] = Field(default_factory=dict)

@@ -140,3 +140,22 @@ def test_local_executor_gives_the_same_samples(built, tmp_path):
         assert json.loads(sample["json"])["captions"] == json.loads(local_samples[key]["json"])["captions"]
         np.testing.assert_array_equal(decode_bytes(sample["alpha.mkv"], gray=True),
                                       decode_bytes(local_samples[key]["alpha.mkv"], gray=True))
+    # every stage's busy time and units per call reach the commit records and the run's cost table
+    stats, clips = layout.stage_stats(tmp_path / "local")
+    assert clips == local["clips_processed_now"] and list(stats)[:2] == ["tag", "segment_track"]  # DAG order
+    assert stats["tag"].items == 2 and stats["tag"].calls == pytest.approx(2.0)  # local: one clip per call
+    assert all(st.seconds > 0 and 0 < st.items <= 2 for st in stats.values())
+    table = {row["stage"]: row for row in local["stage_costs"]}
+    assert set(table) == set(stats) and sum(row["share"] for row in table.values()) == pytest.approx(1, abs=0.01)
+    assert table["segment_track"]["busy_s"] == pytest.approx(stats["segment_track"].seconds, abs=1e-3)
+    assert json.loads((tmp_path / "local" / "run_summary.json").read_text())["stage_costs"] == local["stage_costs"]
+
+
+def test_ray_run_records_stage_costs_through_fused_stages(built):
+    """On Ray too (CPU stages fused into one actor), each stage's busy time reaches the commit records."""
+    cfg, summary, _, root = built
+    stats, clips = layout.stage_stats(root / "out")
+    assert clips == summary["clips_processed_now"]
+    assert {"tag", "segment_track", "matte", "caption", "encode"} <= set(stats)
+    assert all(st.seconds > 0 and st.items >= 1 and st.calls > 0 for st in stats.values())
+    assert [row["stage"] for row in summary["stage_costs"]] == list(stats)

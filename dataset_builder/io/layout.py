@@ -33,7 +33,7 @@ import pyarrow.dataset as pads
 import pyarrow.parquet as pq
 
 from dataset_builder.io.storage import Storage
-from schemas import LAYER_MEMBERS, MANIFEST_SCHEMA, REJECTS_SCHEMA, CommitRecord, LayeredSample
+from schemas import LAYER_MEMBERS, MANIFEST_SCHEMA, REJECTS_SCHEMA, CommitRecord, LayeredSample, StageStats
 
 SHARDS_DIR = "shards"
 MANIFEST_DIR = "manifest"
@@ -159,6 +159,19 @@ def committed_clip_ids(root: Root | None = None, include_rejected: bool = True,
         for clip_id in record.clip_ids:
             done[clip_id] = include_rejected or clip_id not in rejected
     return {c for c, ok in done.items() if ok}
+
+
+def stage_stats(root: Root | None = None, commits: list[CommitRecord] | None = None
+                ) -> tuple[dict[str, StageStats], int]:
+    """Per-stage busy time summed over the commit records, and the number of clips (units) they commit:
+    the measured costs of a build (``stages.pool_sizing``). Every commit counts, retried clips too (the
+    work was done)."""
+    commits = list_commits(root) if commits is None else commits
+    total: dict[str, StageStats] = {}
+    for record in commits:
+        for stage, stats in record.stage_stats.items():
+            total.setdefault(stage, StageStats()).add(stats)
+    return total, sum(len(record.clip_ids) for record in commits)
 
 
 @dataclass

@@ -34,7 +34,7 @@ import pyarrow.parquet as pq
 
 from dataset_builder.io import layout
 from dataset_builder.io.storage import Storage, is_disk_full
-from schemas import MANIFEST_SCHEMA, REJECTS_SCHEMA, CommitRecord, LayeredSample, RejectRecord, manifest_row
+from schemas import MANIFEST_SCHEMA, REJECTS_SCHEMA, CommitRecord, LayeredSample, RejectRecord, StageStats, manifest_row
 
 log = logging.getLogger(__name__)
 
@@ -81,6 +81,7 @@ class _OpenShard:
     clip_failures: list[str] = field(default_factory=list)
     rejected_clip_ids: list[str] = field(default_factory=list)
     planned: dict[str, int] = field(default_factory=dict)
+    stage_stats: dict[str, StageStats] = field(default_factory=dict)
     num_samples: int = 0
     nbytes: int = 0
 
@@ -114,10 +115,12 @@ class ShardWriter:
 
     # -- writing --------------------------------------------------------------------------------
     def add_clip(self, clip_id: str, samples: list[SampleToWrite], rejects: list[RejectRecord],
-                 source: str = "", planned: int = 0, failure: str = "") -> bool:
+                 source: str = "", planned: int = 0, failure: str = "",
+                 stage_seconds: dict[str, tuple[float, int]] | None = None) -> bool:
         """Write all samples and rejects of one clip. Returns False if it was already committed.
         ``source``/``planned``: the input it came from and how many clips were planned for that input
-        (recorded so resume can skip whole inputs); ``failure``: its error signature, if any."""
+        (recorded so resume can skip whole inputs); ``failure``: its error signature, if any;
+        ``stage_seconds``: its share of each stage's busy time (``RowState.stage_seconds``)."""
         if clip_id in self._done:
             self.skipped_clips += 1
             return False
@@ -134,6 +137,9 @@ class ShardWriter:
         shard.clip_failures.append(failure)
         if source and planned:
             shard.planned[source] = planned
+        for stage, (seconds, batch) in (stage_seconds or {}).items():
+            shard.stage_stats.setdefault(stage, StageStats()).add(
+                StageStats(seconds=seconds, items=1, calls=1.0 / max(1, batch)))
         if not samples:
             shard.rejected_clip_ids.append(clip_id)
         self.written_rejects += len(rejects)
@@ -189,7 +195,7 @@ class ShardWriter:
             keys=[row["key"] for row in shard.manifest],
             labels=dict(Counter(row["label"] for row in shard.manifest)),
             reject_reasons=dict(Counter(f"{r['stage']}:{r['reason']}" for r in shard.rejects)),
-            writer=writer_id(),
+            writer=writer_id(), stage_stats=shard.stage_stats,
         )
         store.write_bytes(layout.pending_path(stem), json.dumps({"writer": record.writer}).encode())
         store.move(shard.tmp + layout.SHARD_SUFFIX, layout.shard_path(stem))

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from dataset_builder.stages.base import batch_from_rows, rows_from_batch
+from dataset_builder.stages.base import batch_from_rows, rows_from_batch, run_timed
 
 
 class StageChain:
@@ -22,7 +22,7 @@ class StageChain:
             return batch
         states = [self.stages[0].state_cls.model_validate_json(row["meta"]) for row in rows]
         for stage in self.stages:
-            stage.run(rows, states)
+            run_timed(stage, rows, states)
         for row, state in zip(rows, states):
             row["meta"] = state.model_dump_json()
         return batch_from_rows(rows)

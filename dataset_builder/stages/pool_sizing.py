@@ -4,16 +4,24 @@ Fixed pools from the config (e.g. 16 SAM2 + 16 ProPainter + 8 + 8 + 8 actors at 
 25 GPUs at once; on one 8-GPU node some stage gets no actor and the run stalls. :func:`fit_gpu_pools`
 gives every GPU stage one actor at start (the build fails up front, with the numbers, when even that
 does not fit) and an autoscaling maximum sized from the cluster's GPUs in proportion to the stage's
-measured cost (GPU-seconds per clip at one actor, ``ray.stage_costs``; measure them with
-``benchmarks/bench_paper_profile.py`` on the GPU): a pipeline runs at the speed of its slowest stage,
-so the captioner (three generations per object) gets more actors than the judge (one forward).
+cost (actor-seconds per clip): a pipeline runs at the speed of its slowest stage, so the captioner
+(three generations per object) gets more actors than the judge (one forward).
+
+The costs are measured, not guessed: every stage call's wall time is shared out over the clips it
+processed (``stages.base.run_timed``), summed per shard into the commit records
+(``CommitRecord.stage_stats``) and read back with ``layout.stage_stats``. :func:`build_costs` takes them
+from ``ray.costs_from`` (an earlier build) or from the build's own output dir (a resumed build, or a
+calibration run on the first N videos); ``ray.stage_costs`` are estimates for stages never measured.
+:func:`cost_table` is the report printed at the end of every build and stored in ``run_summary.json``.
 """
 
 from __future__ import annotations
 
 import math
 
-from dataset_builder.config import Resources
+from dataset_builder.config import RayConfig, Resources
+from dataset_builder.io import layout
+from schemas import StageStats
 
 
 class ClusterTooSmallError(ValueError):
@@ -51,3 +59,51 @@ def gpu_demand(pools: dict[str, Resources]) -> tuple[float, float]:
     start = sum(r.num_gpus * r.concurrency for r in pools.values())
     peak = sum(r.num_gpus * (r.max_concurrency or r.concurrency) for r in pools.values())
     return start, peak
+
+
+def measured_costs(stats: dict[str, StageStats], clips: int) -> dict[str, float]:
+    """Busy seconds per committed clip, by stage (stages that never did work are left out). Per clip of the
+    whole build, not per clip the stage saw: a stage behind a filter that rejects half the clips needs
+    half the actors, which is what the pools should follow."""
+    if clips <= 0:
+        return {}
+    return {stage: st.seconds / clips for stage, st in stats.items() if st.items > 0 and st.seconds > 0}
+
+
+def build_costs(ray_cfg: RayConfig, out_dir: str) -> tuple[dict[str, float], dict[str, str]]:
+    """(cost by stage, where each came from: ``measured <dir>`` or ``estimate``) for :func:`fit_gpu_pools`.
+
+    ``ray.costs_from`` must hold measurements (else ValueError: a typo must not fall back to guesses
+    silently); without it, the build's own output dir counts once it holds ``measured_min_clips`` clips."""
+    source = ray_cfg.costs_from or out_dir
+    try:
+        stats, clips = layout.stage_stats(source)
+    except FileNotFoundError:
+        stats, clips = {}, 0
+    measured = measured_costs(stats, clips)
+    if ray_cfg.costs_from and not measured:
+        raise ValueError(f"ray.costs_from={ray_cfg.costs_from}: no measured stage costs there (no committed "
+                         "shard with stage_stats; point it at the output dir of an earlier build)")
+    if not ray_cfg.costs_from and clips < ray_cfg.measured_min_clips:
+        measured = {}
+    costs = {**ray_cfg.stage_costs, **measured}
+    sources = {stage: "estimate" for stage in ray_cfg.stage_costs}
+    sources.update({stage: f"measured ({clips} clips of {source})" for stage in measured})
+    return costs, sources
+
+
+def cost_table(stats: dict[str, StageStats], clips: int) -> list[dict]:
+    """The measured cost report: per stage the units processed, actor calls, units per call, busy seconds,
+    seconds per committed clip and share of all busy time (stages in pipeline order)."""
+    busy = sum(st.seconds for st in stats.values()) or 1.0
+    return [{"stage": stage, "items": st.items, "calls": round(st.calls, 2),
+             "items_per_call": round(st.items / st.calls, 2) if st.calls else 0.0,
+             "busy_s": round(st.seconds, 3), "s_per_clip": round(st.seconds / clips, 4) if clips else 0.0,
+             "share": round(st.seconds / busy, 4)} for stage, st in stats.items()]
+
+
+def format_cost_table(rows: list[dict]) -> str:
+    head = f"{'stage':<20}{'items':>7}{'calls':>8}{'items/call':>11}{'busy s':>10}{'s/clip':>9}{'share':>7}"
+    lines = [head] + [f"{r['stage']:<20}{r['items']:>7}{r['calls']:>8.1f}{r['items_per_call']:>11.2f}"
+                      f"{r['busy_s']:>10.2f}{r['s_per_clip']:>9.3f}{r['share']:>7.0%}" for r in rows]
+    return "\n".join(lines)

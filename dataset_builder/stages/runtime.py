@@ -185,7 +185,8 @@ class WriteShards:
             state = self.state_cls.model_validate_json(row["meta"])
             samples = [] if state.rejected else samples_from_payload(bytes(row.get("payload") or b""))
             self.writer.add_clip(state.row_id, samples, state.rejects, source=state.input_key,
-                                 planned=state.clips_planned, failure=clip_failure(state.rejects))
+                                 planned=state.clips_planned, failure=clip_failure(state.rejects),
+                                 stage_seconds=state.stage_seconds)
 
     def take_commits(self) -> list[CommitRecord]:
         commits, self.writer.commits = self.writer.commits, []

@@ -50,3 +50,59 @@ def test_paper_plan_runs_the_shared_post_processing():
     names = {name: [cls.__name__ for cls, _, _ in stage_plan(load_build_config(f"configs/{name}.yaml"))]
              for name in ("cpu", "paper")}
     assert names["paper"] == names["cpu"] and {"MatteStage", "LayerQAStage"} <= set(names["paper"])
+
+
+# -- measured costs ---------------------------------------------------------------------------------
+def _commit(shard: str, clips: int, seconds: dict[str, float], batch: int = 4):
+    from schemas import CommitRecord, StageStats
+
+    return CommitRecord(shard=shard, clip_ids=[f"{shard}-{i}" for i in range(clips)], stage_stats={
+        stage: StageStats(seconds=s, items=clips, calls=clips / batch) for stage, s in seconds.items()})
+
+
+def test_pools_follow_measured_costs_on_an_8_gpu_node():
+    """Measured busy seconds (commit records) -> pool maxima: the costlier stage gets more actors, whichever
+    it is; every GPU stage keeps at least one; the maxima fit the 8 GPUs together."""
+    from dataset_builder.io import layout
+    from dataset_builder.stages.pool_sizing import measured_costs
+
+    cfg, specs = _paper_specs()
+    for caption_s, judge_s in ((60.0, 12.0), (6.0, 30.0)):
+        commits = [_commit(f"s{i}", 10, {"tag": 1.0, "segment_track": 20.0, "filter_foreground": judge_s / 2,
+                                         "inpaint": 25.0, "caption": caption_s / 2, "matte": 3.0})
+                   for i in range(2)]
+        stats, clips = layout.stage_stats(commits=commits)
+        assert clips == 20 and stats["caption"].seconds == caption_s and stats["caption"].items == 20
+        costs = measured_costs(stats, clips)
+        assert costs["caption"] == pytest.approx(caption_s / 20)
+        fitted = fit_specs_to_cluster(specs, 8.0, costs)
+        pools = {s.cls.stage: s.resources for s in fitted if s.resources.num_gpus > 0}
+        actors = {name: r.max_concurrency for name, r in pools.items()}
+        assert min(actors.values()) >= 1 and all(r.concurrency == 1 for r in pools.values())
+        assert gpu_demand(pools)[1] <= 8 + 1e-9
+        if caption_s > judge_s:
+            assert actors["caption"] > actors["filter_foreground"]
+        else:
+            assert actors["filter_foreground"] > actors["caption"]
+        assert actors["tag"] == 1  # the cheapest stage gets its one actor, never 0
+
+
+def test_build_costs_measured_beat_estimates_and_a_bad_costs_from_fails(tmp_path):
+    from dataset_builder.config import RayConfig
+    from dataset_builder.io.storage import Storage
+    from dataset_builder.stages.pool_sizing import build_costs
+
+    earlier = tmp_path / "earlier"
+    store = Storage.at(earlier)
+    record = _commit("shard-a", 10, {"caption": 50.0, "filter_foreground": 5.0})
+    store.write_bytes("_stats/shard-a_stats.json", record.model_dump_json().encode())
+    estimates = {"caption": 3.0, "filter_foreground": 1.0, "inpaint": 2.0}
+    costs, sources = build_costs(RayConfig(stage_costs=estimates, costs_from=str(earlier)), str(tmp_path / "new"))
+    assert costs == {"caption": 5.0, "filter_foreground": 0.5, "inpaint": 2.0}
+    assert sources["caption"].startswith("measured (10 clips") and sources["inpaint"] == "estimate"
+    # the build's own output dir counts once it holds enough measured clips (resume / calibration run)
+    assert build_costs(RayConfig(stage_costs=estimates, measured_min_clips=10), str(earlier))[0]["caption"] == 5.0
+    assert build_costs(RayConfig(stage_costs=estimates, measured_min_clips=11), str(earlier))[0] == estimates
+    with pytest.raises(ValueError, match="no measured stage costs"):
+        build_costs(RayConfig(costs_from=str(tmp_path / "typo")), str(earlier))
+
