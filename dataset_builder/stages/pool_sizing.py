@@ -46,10 +46,20 @@ def fit_gpu_pools(stages: list[tuple[str, Resources]], total_gpus: float,
     weight = {name: float(costs.get(name, 1.0)) for name, _ in gpu}
     if min(weight.values()) <= 0:
         raise ValueError(f"ray.stage_costs must be > 0, got {weight}")
-    # actors_i = k * cost_i with sum_i actors_i * gpus_i = total -> k = total / sum_i cost_i * gpus_i
-    k = total_gpus / sum(weight[name] * res.num_gpus for name, res in gpu)
+    # actors_i = k * cost_i with sum_i actors_i * gpus_i = total -> k = total / sum_i cost_i * gpus_i; a stage
+    # whose share is below one actor is pinned at one, and k is recomputed over the others on the GPUs left
+    # (so the one-actor floors never push the total past the cluster).
+    pinned: set[str] = set()
+    while True:
+        free = total_gpus - sum(res.num_gpus for name, res in gpu if name in pinned)
+        rest = [(name, res) for name, res in gpu if name not in pinned]
+        k = free / sum(weight[name] * res.num_gpus for name, res in rest) if rest else 0.0
+        below = {name for name, _ in rest if k * weight[name] < 1 - 1e-9}
+        if not below:
+            break
+        pinned |= below
     for name, res in gpu:
-        actors = max(1, math.floor(k * weight[name] + 1e-9))
+        actors = 1 if name in pinned else max(1, math.floor(k * weight[name] + 1e-9))
         out[name] = res.model_copy(update={"concurrency": 1, "max_concurrency": actors})
     return out
 

@@ -106,3 +106,18 @@ def test_build_costs_measured_beat_estimates_and_a_bad_costs_from_fails(tmp_path
     with pytest.raises(ValueError, match="no measured stage costs"):
         build_costs(RayConfig(costs_from=str(tmp_path / "typo")), str(earlier))
 
+
+
+def test_one_actor_floors_never_push_the_pools_past_the_cluster():
+    """Stages measured as almost free still get their one actor each, taken from the costly stage's share
+    (the floors used to come on top: 4.5 GPUs asked of 4)."""
+    stages = [("caption", Resources(num_gpus=1.0))] + [(f"cheap{i}", Resources(num_gpus=0.5)) for i in range(3)]
+    pools = fit_gpu_pools(stages, 4.0, {"caption": 1.0, "cheap0": 0.01, "cheap1": 0.01, "cheap2": 0.01})
+    assert [pools[f"cheap{i}"].max_concurrency for i in range(3)] == [1, 1, 1]
+    assert pools["caption"].max_concurrency == 2 and gpu_demand(pools)[1] <= 4
+    stages = [("caption", Resources(num_gpus=1.0)), ("tag", Resources(num_gpus=1.0)),
+              ("judge", Resources(num_gpus=0.5))]
+    pools = fit_gpu_pools(stages, 8.0, {"caption": 3.0, "tag": 1e-6, "judge": 1.0})
+    assert pools["tag"].max_concurrency == 1 and gpu_demand(pools)[1] <= 8
+    # the 7 GPUs left at cost 3 (1 GPU each) vs 1 (half a GPU each): equal clips per second, 6 + 2 x 0.5 GPUs
+    assert pools["caption"].max_concurrency == 6 and pools["judge"].max_concurrency == 2
