@@ -3,11 +3,20 @@
 The recognize-anything (RAM/RAM++) code is not a transformers model, so we reproduce what the
 pipeline needs from it - a multi-label tag set over a fixed open vocabulary, split into subject and
 scene tags - with SigLIP: its sigmoid (not softmax) image-text head scores every label independently,
-which is exactly multi-label tagging. Text embeddings of the vocabulary are computed once per actor.
+which is exactly multi-label tagging. The default vocabulary is RAM's own 4585-tag list plus curated
+words (``ram_vocab.txt``, built by ``workflows/build_tag_vocab.py``); only subjects (concrete foreground
+object classes) become segmentation prompts. Per-tag thresholds come from a thresholds file fitted by
+``workflows/calibrate_tagger.py`` for one model fingerprint. The vocabulary's text embeddings are computed
+once per actor and cached on disk, keyed by the model fingerprint, the prompts and the dtype, so the other
+actors on a node (and the next run) load them instead of re-encoding thousands of prompts.
 """
 
 from __future__ import annotations
 
+import hashlib
+import json
+import logging
+import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -18,7 +27,11 @@ from dataset_builder.models.base import Tag
 from dataset_builder.models.hf import loading
 from dataset_builder.models.hf.batching import BatchRunner, CallStats
 
+log = logging.getLogger(__name__)
+
 VOCAB_PATH = Path(__file__).with_name("ram_vocab.txt")
+#: Where the vocabulary's text embeddings are cached (options.embed_cache; "" disables the disk cache).
+EMBED_CACHE = Path(os.environ.get("LAYERFLOW_CACHE", Path.home() / ".cache" / "layerflow")) / "tag_text_embeds"
 
 
 @dataclass(frozen=True)
@@ -48,11 +61,48 @@ def load_vocab(path: str | Path = VOCAB_PATH) -> list[VocabEntry]:
     return entries
 
 
-def tag_thresholds(vocab: list[VocabEntry], default: float, overrides: dict[str, float] | None = None) -> np.ndarray:
-    """Per-tag thresholds: ``overrides`` (options.thresholds) > the vocabulary's column > ``default``."""
-    overrides = overrides or {}
-    return np.array([float(overrides.get(e.label, e.threshold if e.threshold is not None else default))
-                     for e in vocab], np.float32)
+def tag_thresholds(vocab: list[VocabEntry], default: float, overrides: dict[str, float] | None = None,
+                   calibrated: dict[str, float] | None = None) -> np.ndarray:
+    """Per-tag thresholds: ``overrides`` (options.thresholds) > ``calibrated`` (the thresholds file) > the
+    vocabulary's column > ``default``."""
+    overrides, calibrated = overrides or {}, calibrated or {}
+    return np.array([float(overrides.get(e.label, calibrated.get(
+        e.label, e.threshold if e.threshold is not None else default))) for e in vocab], np.float32)
+
+
+def load_thresholds(path: str | Path, model_fingerprint: str | None = None) -> dict[str, float]:
+    """``{label: threshold}`` of a thresholds file (``workflows/calibrate_tagger.py``). Thresholds are on one
+    model's probability scale: a file calibrated for another model (fingerprint) is refused."""
+    data = json.loads(Path(path).read_text())
+    made_for = data.get("model_fingerprint")
+    if model_fingerprint is not None and made_for not in (None, model_fingerprint):
+        raise ValueError(f"{path}: thresholds were calibrated for model {made_for}, this model is {model_fingerprint}; "
+                         "re-run workflows/calibrate_tagger.py for it")
+    return {str(label): float(t) for label, t in data["thresholds"].items()}
+
+
+def text_embeddings(encode, prompts: list[str], key: str, cache_dir: str | Path | None, batch: int = 256):
+    """L2-normalised text embeddings of ``prompts`` (float32 numpy, (V, D)), ``encode(list) -> tensor`` in
+    chunks of ``batch``; read from / written to ``<cache_dir>/<key>-<prompts hash>.npy`` when a cache dir is
+    given (written atomically, so actors starting together never read a half-written file)."""
+    digest = hashlib.sha1("\n".join(prompts).encode()).hexdigest()[:16]
+    path = Path(cache_dir) / f"{key}-{digest}.npy" if cache_dir else None
+    if path is not None and path.is_file():
+        cached = np.load(path)
+        if cached.shape[0] == len(prompts):
+            return cached
+    chunks = [encode(prompts[i:i + batch]) for i in range(0, len(prompts), batch)]
+    out = np.concatenate(chunks).astype(np.float32)
+    out /= np.maximum(np.linalg.norm(out, axis=1, keepdims=True), 1e-12)
+    if path is not None:
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            tmp = path.with_suffix(f".{os.getpid()}.tmp.npy")
+            np.save(tmp, out)
+            os.replace(tmp, path)
+        except OSError as exc:  # a read-only home must not stop tagging
+            log.warning("could not cache tag text embeddings at %s: %s", path, exc)
+    return out
 
 
 def select_tags(
@@ -67,23 +117,27 @@ def select_tags(
     """
     thresholds = np.broadcast_to(np.asarray(threshold, np.float32), probs.shape)
     order = np.argsort(-probs, kind="stable")
-    passed = [i for i in order if probs[i] >= thresholds[i]][:max_tags]
+    passed = [int(i) for i in order[probs[order] >= thresholds[order]][:max_tags]]
     if min_subjects and not any(vocab[i].is_subject for i in passed):
-        best = [i for i in order if vocab[i].is_subject][:min_subjects]
+        best = [int(i) for i in order[_subject_mask(vocab)[order]][:min_subjects]]
         passed = sorted(set(passed[:max(0, max_tags - len(best))]) | set(best), key=lambda i: -probs[i])
     return [Tag(vocab[i].label, float(probs[i]), vocab[i].is_subject) for i in passed]
 
 
+def _subject_mask(vocab: list[VocabEntry]) -> np.ndarray:
+    return np.fromiter((e.is_subject for e in vocab), bool, len(vocab))
+
+
 def calibrate_thresholds(probs: np.ndarray, labels: np.ndarray, target_precision: float = 0.8,
-                         default: float = 0.1) -> np.ndarray:
-    """Per-tag thresholds from scored, labelled clips (``probs``/``labels`` (N, V)): for each tag the lowest
-    threshold whose precision on the data is >= ``target_precision`` (RAM-style calibration); tags never
-    positive or never precise enough keep ``default``. Write them as the vocabulary's third column."""
+                         default: float = 0.1, min_positives: int = 1) -> np.ndarray:
+    """Per-tag thresholds from scored, labelled images (``probs``/``labels`` (N, V)): for each tag the lowest
+    threshold whose precision on the data is >= ``target_precision`` (RAM-style calibration); tags with fewer
+    than ``min_positives`` positives, or never precise enough, keep ``default`` (NaN: leave them out)."""
     out = np.full(probs.shape[1], default, np.float32)
     for v in range(probs.shape[1]):
         order = np.argsort(-probs[:, v], kind="stable")
         hits = labels[order, v].astype(bool)
-        if not hits.any():
+        if hits.sum() < max(1, min_positives):
             continue
         precision = np.cumsum(hits) / np.arange(1, len(hits) + 1)
         ok = np.flatnonzero((precision >= target_precision) & hits)
@@ -96,10 +150,11 @@ class SiglipTagger:
     """Tags a clip from the mean SigLIP image embedding of a few evenly spaced frames.
 
     Options: ``threshold`` (sigmoid probability, default 0.1, for tags without a calibrated threshold),
-    ``thresholds`` ({label: threshold}, overrides the vocabulary's column), ``max_tags`` (top-k, 20),
-    ``min_subjects`` (1: keep the best subject even below threshold), ``num_frames`` (4), ``prompt``
-    (``"a photo of a {}."``, SigLIP's training template), ``vocab_path``, ``max_batch`` (16 clips per
-    image forward).
+    ``thresholds_path`` (a thresholds file of ``workflows/calibrate_tagger.py`` for this model),
+    ``thresholds`` ({label: threshold}, overrides both), ``max_tags`` (top-k, 20), ``min_subjects`` (1: keep
+    the best subject even below threshold), ``num_frames`` (4), ``prompt`` (``"a photo of a {}."``, SigLIP's
+    training template), ``vocab_path``, ``embed_cache`` (dir of the text-embedding cache, "" for none),
+    ``max_batch`` (16 clips per image forward).
     """
 
     default_subdir = "siglip-so400m-patch14-384"
@@ -109,27 +164,36 @@ class SiglipTagger:
         import torch
         from transformers import AutoImageProcessor, AutoModel, AutoTokenizer
 
+        from dataset_builder.models.provenance import model_fingerprint
+
         opts = spec.options
         self.threshold = float(opts.get("threshold", 0.1))
         self.max_tags = int(opts.get("max_tags", 20))
         self.num_frames = int(opts.get("num_frames", 4))
         self.vocab = load_vocab(opts.get("vocab_path", VOCAB_PATH))
-        self.thresholds = tag_thresholds(self.vocab, self.threshold, dict(opts.get("thresholds", {})))
         self.min_subjects = int(opts.get("min_subjects", 1))
         template = str(opts.get("prompt", "a photo of a {}."))
 
         path = loading.resolve_model_dir(spec, self.default_subdir)
+        self.fingerprint = model_fingerprint(path)
+        calibrated = load_thresholds(opts["thresholds_path"], self.fingerprint) if opts.get("thresholds_path") else {}
+        self.thresholds = tag_thresholds(self.vocab, self.threshold, dict(opts.get("thresholds", {})), calibrated)
         self.model, self.device, self.dtype = loading.load_model(AutoModel, path, spec)
         self.image_processor = loading.load_pretrained(AutoImageProcessor, path, spec)
         tokenizer = loading.load_pretrained(AutoTokenizer, path, spec)
-        prompts = [template.format(entry.label) for entry in self.vocab]
         # SigLIP was trained on max_length padding; other padding shifts its text embeddings.
         max_len = self.model.config.text_config.max_position_embeddings
-        text = tokenizer(prompts, padding="max_length", truncation=True, max_length=max_len, return_tensors="pt")
-        with torch.inference_mode():
-            feats = self.model.get_text_features(input_ids=text["input_ids"].to(self.device))
-            feats = _as_tensor(feats)
-        self.text_embeds = torch.nn.functional.normalize(feats.float(), dim=-1)
+
+        def encode(prompts: list[str]) -> np.ndarray:
+            text = tokenizer(prompts, padding="max_length", truncation=True, max_length=max_len, return_tensors="pt")
+            with torch.inference_mode():
+                feats = _as_tensor(self.model.get_text_features(input_ids=text["input_ids"].to(self.device)))
+            return feats.float().cpu().numpy()
+
+        cache = opts.get("embed_cache", EMBED_CACHE)
+        embeds = text_embeddings(encode, [template.format(entry.label) for entry in self.vocab],
+                                 f"{self.fingerprint}-{self.dtype}-{max_len}".replace("torch.", ""), cache or None)
+        self.text_embeds = torch.from_numpy(embeds).to(self.device)
         self.logit_scale = float(self.model.logit_scale.detach().exp())
         self.logit_bias = float(self.model.logit_bias.detach())
         self.stats = CallStats()

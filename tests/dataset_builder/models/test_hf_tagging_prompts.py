@@ -3,6 +3,8 @@ prompts never carry a placeholder label into the judge question or the caption q
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pytest
 
@@ -13,16 +15,26 @@ from dataset_builder.models.hf.siglip_tagger import (
     calibrate_thresholds,
     load_vocab,
     select_tags,
+    load_thresholds,
     tag_thresholds,
+    text_embeddings,
 )
 
 VOCAB = [VocabEntry("dog", True), VocabEntry("cat", True, 0.6), VocabEntry("sky", False), VocabEntry("road", False)]
 
 
-def test_vocabulary_is_larger_and_unique():
+def test_vocabulary_is_rams_tag_list_and_only_objects_are_subjects():
+    """The shipped vocabulary holds RAM's 4585 tags (+ curated words); scene tags (sky, road, lake, rooms,
+    materials, actions, colours) are never subjects, so they never become segmentation prompts."""
     vocab = load_vocab()
-    assert len(vocab) >= 400 and sum(v.is_subject for v in vocab) >= 260
-    assert {"kangaroo", "excavator", "drone"} <= {v.label for v in vocab}
+    labels = {v.label for v in vocab}
+    subjects = {v.label for v in vocab if v.is_subject}
+    assert len(vocab) >= 4585 and 1000 < len(subjects) < len(vocab) / 2
+    assert {"3D CG rendering", "zombie", "kangaroo", "excavator", "drone", "fire truck"} <= labels
+    assert {"person", "dog", "car", "bicycle", "horse", "skateboard", "surfboard", "bird", "guitar"} <= subjects
+    scene = {"sky", "road", "lake", "street", "building", "grass", "mountain", "ocean", "beach", "living room",
+             "bridge", "floor", "wall", "cloud", "tree", "run", "red", "sunset", "cement", "snow", "field"}
+    assert scene <= labels and not scene & subjects
 
 
 def test_vocab_threshold_column_and_errors(tmp_path):
@@ -82,3 +94,30 @@ def test_cpu_segmenter_label_is_a_placeholder_for_the_vlms_too():
     prompts = layer_prompts(SALIENT_LABEL, [SALIENT_LABEL, "road"])
     assert all(SALIENT_LABEL not in p for p in prompts.values()) and "Scene tags: road." in prompts["blend"]
     assert SALIENT_LABEL not in judge_question(QUESTION, SALIENT_LABEL)
+
+
+def test_thresholds_file_precedence_and_model_check(tmp_path):
+    path = tmp_path / "thr.json"
+    path.write_text(json.dumps({"model_fingerprint": "abc", "thresholds": {"dog": 0.4, "cat": 0.7}}))
+    calibrated = load_thresholds(path, "abc")
+    thr = tag_thresholds(VOCAB, default=0.2, overrides={"cat": 0.9}, calibrated=calibrated)
+    assert thr.tolist() == pytest.approx([0.4, 0.9, 0.2, 0.2])  # file > vocab column; options > file
+    with pytest.raises(ValueError, match="calibrated for model abc, this model is xyz"):
+        load_thresholds(path, "xyz")
+
+
+def test_text_embeddings_are_encoded_once_and_cached_per_key(tmp_path):
+    calls = []
+
+    def encode(prompts):
+        calls.append(len(prompts))
+        return np.array([[len(p), 1.0, 0.0] for p in prompts])
+
+    prompts = [f"a photo of a {w}." for w in ("dog", "cat", "sky", "road", "lake")]
+    first = text_embeddings(encode, prompts, "model1", tmp_path, batch=2)
+    assert calls == [2, 2, 1] and np.allclose(np.linalg.norm(first, axis=1), 1)
+    again = text_embeddings(encode, prompts, "model1", tmp_path, batch=2)
+    assert calls == [2, 2, 1] and np.array_equal(first, again)  # read back, not re-encoded
+    text_embeddings(encode, prompts, "model2", tmp_path)  # another model fingerprint: its own entry
+    text_embeddings(encode, prompts[:3], "model1", tmp_path)  # other prompts: their own entry
+    assert calls == [2, 2, 1, 5, 3] and len(list(tmp_path.glob("*.npy"))) == 3

@@ -94,3 +94,15 @@ def test_stage_records_worker_revision(hf_siglip_dir, hf_clip):
     assert state.revisions["tag"] == provenance.backend_revision("tag", stage.spec)
     assert f"model={provenance.model_fingerprint(hf_siglip_dir)}" in state.revisions["tag"]
     assert os.environ.get("HF_HUB_OFFLINE") == "1"
+
+
+def test_option_data_files_enter_the_revision(tmp_path):
+    """A re-calibrated thresholds file (or an edited vocabulary) under the same path gives new clip ids."""
+    d = _model_dir(tmp_path)
+    thresholds = tmp_path / "thr.json"
+    thresholds.write_text('{"thresholds": {"dog": 0.3}}')
+    spec = BackendSpec(name="siglip", model_dir=str(d), options={"thresholds_path": str(thresholds)})
+    first = provenance.backend_revision("tag", spec)
+    assert f"thresholds_path={provenance.model_fingerprint(thresholds)}" in first
+    thresholds.write_text('{"thresholds": {"dog": 0.4}}')
+    assert provenance.backend_revision("tag", spec) != first
