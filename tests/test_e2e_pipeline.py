@@ -143,7 +143,7 @@ def test_local_executor_gives_the_same_samples(built, tmp_path):
     # every stage's busy time and units per call reach the commit records and the run's cost table
     stats, clips = layout.stage_stats(tmp_path / "local")
     assert clips == local["clips_processed_now"] and list(stats)[:2] == ["tag", "segment_track"]  # DAG order
-    assert stats["tag"].items == 2 and stats["tag"].calls == pytest.approx(2.0)  # local: one clip per call
+    assert stats["tag"].items == 2 and 1 <= stats["tag"].calls <= 2  # the 2 live clips, in 1 or 2 stage calls
     assert all(st.seconds > 0 and 0 < st.items <= 2 for st in stats.values())
     table = {row["stage"]: row for row in local["stage_costs"]}
     assert set(table) == set(stats) and sum(row["share"] for row in table.values()) == pytest.approx(1, abs=0.01)

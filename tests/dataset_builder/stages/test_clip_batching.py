@@ -75,8 +75,8 @@ def _states(batch) -> list[ClipState]:
 
 
 def _same(state: ClipState) -> dict:
-    """The state without the rejects' wall-clock timestamps."""
-    return state.model_dump(exclude={"rejects": {"__all__": {"created_at"}}})
+    """The state without wall-clock fields (the rejects' timestamps, the measured stage seconds)."""
+    return state.model_dump(exclude={"rejects": {"__all__": {"created_at"}}, "stage_seconds": True})
 
 
 def _alone(stage, row) -> ClipState:
