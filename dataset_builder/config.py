@@ -103,7 +103,9 @@ class PostprocessConfig(Strict):
 
     #: Half-width in px of the band around the mask edge where alpha may be fractional (0: hard alpha).
     alpha_band: int = Field(3, ge=0, le=32)
-    guided_radius: int = Field(4, ge=1, le=32)
+    #: 2, not 4: a wider window spreads a ramp over the whole band at low-contrast edges (grey car on
+    #: grey road: qa_edge_band_px 4.1 -> 3.3 px at radius 2)
+    guided_radius: int = Field(2, ge=1, le=32)
     guided_eps: float = Field(1e-4, gt=0)
     #: Fractions within this of 0 / 1 snap to exactly 0 / 255 (keeps faint alpha tails out of fg).
     alpha_snap: float = Field(0.04, ge=0, lt=0.5)
@@ -111,6 +113,13 @@ class PostprocessConfig(Strict):
     rematte: bool = False
     #: Pull of band fg colour toward the nearby opaque core colour (vs. exact un-mixing).
     fg_reg: float = Field(0.02, gt=0)
+    #: After inpainting, make the layers recompose the clip in the inpainting ring and soft band
+    #: (``ops.alpha.reconcile_layers``): clip pixels agreeing with the clean bg within
+    #: ``reconcile_tol`` go back into the bg, the rest (shadows, missed edges) get the least alpha.
+    reconcile: bool = True
+    reconcile_tol: int = Field(10, ge=0, le=255)
+    #: Cap on a shadow's alpha there (below 0.5: a shadow stays translucent, never object).
+    reconcile_max_shadow: float = Field(0.498, gt=0, le=1)
 
 
 class QAConfig(Strict):
@@ -125,6 +134,9 @@ class QAConfig(Strict):
     max_soft_visible_share: float = Field(0.4, ge=0, le=1)
     max_bg_remnant: float = Field(0.25, ge=0)
     min_recompose_psnr: float = Field(20.0, ge=0)
+    #: Colour-histogram similarity of consecutive frames' object pixels: an identity switch drops it
+    #: (DAVIS: the one wrong-object sample 0.73, right objects >= 0.85).
+    min_color_consistency: float = Field(0.8, ge=0, le=1)
     #: Longer side the bg-remnant motion check runs at.
     remnant_max_side: int = Field(240, ge=64)
 

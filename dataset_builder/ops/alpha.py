@@ -188,6 +188,79 @@ def rematte_with_background(
     return out
 
 
+def min_alpha(frame: np.ndarray, background: np.ndarray) -> np.ndarray:
+    """float (H, W): the least alpha for which some foreground colour in [0, 255]^3 gives
+    ``frame = a F + (1 - a) B`` (per channel: darkening needs F = 0, brightening F = 255)."""
+    i, b = frame.astype(np.float32), background.astype(np.float32)
+    d = i - b
+    need = np.where(d < 0, -d / np.maximum(b, 1e-3), d / np.maximum(255.0 - b, 1e-3))
+    return np.clip(need.max(-1), 0.0, 1.0)
+
+
+def reconcile_layers(
+    frame: np.ndarray, alpha: np.ndarray, background: np.ndarray, foreground: np.ndarray, tol: int = 10,
+    max_shadow: float = 127 / 255, shadow_chroma: float = 0.15, sigma: float = 3.0,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Make fg over bg give ``frame`` back around the object, without putting the object back in the bg.
+
+    The inpainter removes a hole grown beyond the matte (missed edges, contact shadows), so in that ring
+    alpha is 0 while the bg differs from the clip: the layers do not recompose it. Per ring pixel
+    (``alpha == 0`` and bg != clip):
+
+    - the clip agrees with the clean bg within ``tol`` (max channel), or the difference is neither the
+      object's colour (closer to the nearby opaque core than to the bg) nor a shadow (darker in every
+      channel by one factor, within ``shadow_chroma``), or it does not touch the object: it is
+      background the fill did not match (water, foliage), so the bg takes the clip's pixel back
+      (exact, and nothing a viewer could call the object);
+    - it is (a shadow, an edge the mask missed): the bg stays clean and alpha becomes the least
+      value that explains the difference (:func:`min_alpha`; for a shadow at most ``max_shadow``, so it
+      stays translucent and never counts as object), with the fg colour un-mixed from it,
+      ``F = B + (I - B) / a``.
+
+    In the matte's own soft band alpha is raised to that least value where the un-mixed colour would
+    leave [0, 255] (the fractional alpha of the matte does not fit the clean bg there). Returns
+    (alpha, fg, bg), uint8.
+    """
+    img, bg = frame.astype(np.float32), background.astype(np.float32)
+    diff = np.abs(img - bg).max(-1)
+    ring = (alpha == 0) & (diff > 0)
+    lift = ring & (diff > tol)
+    shadow = np.zeros_like(lift)
+    if lift.any() and (alpha == 255).any():  # explained as object colour or as a shadow, else bg texture
+        f0 = _spread(img, alpha == 255, lift, sigma)
+        near_object = ((img - f0) ** 2).sum(-1) < ((img - bg) ** 2).sum(-1)
+        ratio = (img + 1.0) / (bg + 1.0)
+        shadow = lift & (img <= bg + tol).all(-1) & (ratio.max(-1) - ratio.min(-1) <= shadow_chroma)
+        shadow &= ~near_object
+        lift &= near_object | shadow
+    if lift.any():  # only what touches the object: detached differences are inpainting noise
+        _, labels = cv2.connectedComponents((lift | (alpha > 0)).astype(np.uint8), connectivity=8)
+        touching = np.unique(labels[alpha > 0])
+        lift &= np.isin(labels, touching[touching > 0])
+    back = ring & ~lift
+    soft = (alpha > 0) & (alpha < 255)
+    amin = min_alpha(frame, background)
+    amin[shadow] = np.minimum(amin[shadow], max_shadow)  # a shadow stays translucent, never object
+    a = alpha.astype(np.float32) / 255.0
+    a_new = a.copy()
+    a_new[lift] = amin[lift]
+    a_new[soft] = np.maximum(a[soft], amin[soft])
+    a8 = np.round(a_new * 255).astype(np.uint8)
+    fix = (lift | soft) & (a8 > 0)
+    out_bg = background.copy()
+    out_bg[back] = frame[back]
+    out_fg = foreground.copy()
+    if fix.any():
+        af = a8[fix].astype(np.float32)[:, None] / 255.0
+        unmixed = bg[fix] + (img[fix] - bg[fix]) / af
+        raised = fix & (a8 != alpha)  # pixels whose alpha moved: the exact un-mixed colour
+        keep = foreground[fix].astype(np.float32)
+        resid = np.abs(af * keep + (1.0 - af) * bg[fix] - img[fix]).max(-1)
+        use = raised[fix] | (resid > tol)
+        out_fg[fix] = np.where(use[:, None], np.clip(np.round(unmixed), 0, 255), keep).astype(np.uint8)
+    return a8, out_fg, out_bg
+
+
 def estimate_foreground_sequence(
     frames: np.ndarray, alphas: np.ndarray, backgrounds: np.ndarray | None = None, **kw
 ) -> np.ndarray:

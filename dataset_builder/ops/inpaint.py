@@ -8,8 +8,9 @@
    each hole pixel is followed along the chained flow, forward and backward, to the nearest frames
    where it is visible, and takes the median of their colours. Follows parallax that one homography
    per frame cannot.
-3. What propagation did not reach: warp the other frames with the camera homographies and take, per
-   pixel, the median of the first ``max_candidates`` frames that see it outside their own hole.
+3. What propagation did not reach: map the hole pixels into the other frames with the camera
+   homographies and take, per pixel, the median of the first ``max_candidates`` frames that see it
+   outside their own hole.
 4. What no frame ever saw is filled spatially (cv2.inpaint, Telea or Navier-Stokes).
 5. The fill fades into the input across the outer ring of the hole, so there is no hard seam.
    Pixels outside the dilated hole are returned untouched.
@@ -20,7 +21,7 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
-from dataset_builder.ops.motion import relative_homography, warp, warp_valid
+from dataset_builder.ops.motion import relative_homography
 
 
 def dilate_masks(masks: np.ndarray, radius: int, threshold: int = 1, shadow: float = 0.0) -> np.ndarray:
@@ -180,9 +181,11 @@ def flow_fill(
 
 
 def temporal_fill(
-    frames: np.ndarray, holes: np.ndarray, cum: np.ndarray, max_candidates: int = 5, max_sources: int = 12
+    frames: np.ndarray, holes: np.ndarray, cum: np.ndarray, max_candidates: int = 5, max_sources: int = 12,
+    margin: int = 2,
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Fill holes from aligned other frames. Returns (filled uint8 frames, bool "still unseen")."""
+    """Fill holes from aligned other frames (a source pixel counts when it lies ``margin`` px inside
+    that frame and outside its hole). Returns (filled uint8 frames, bool "still unseen")."""
     t, h, w = holes.shape
     out = frames.copy()
     unseen = holes.copy()
@@ -191,16 +194,18 @@ def temporal_fill(
         if not hole.any():
             continue
         ys, xs = np.nonzero(hole)
+        pts = np.stack([xs, ys], 1).astype(np.float64).reshape(-1, 1, 2)
         sources = sorted((j for j in range(t) if j != i), key=lambda j: (abs(j - i), j))[:max_sources]
         vals = np.zeros((len(sources), len(ys), 3), np.float32)
         ok = np.zeros((len(sources), len(ys)), bool)
         for k, j in enumerate(sources):
-            hom = relative_homography(cum, j, i)
-            src_hole = warp(holes[j].astype(np.uint8), hom, (h, w), nearest=True)
-            valid = warp_valid(hom, (h, w), (h, w)) & (src_hole == 0)
-            ok[k] = valid[ys, xs]
+            # only the hole's pixels are mapped into frame j (not whole frames warped into frame i)
+            src = cv2.perspectiveTransform(pts, relative_homography(cum, i, j)).reshape(-1, 2).astype(np.float32)
+            inside = (src[:, 0] >= margin) & (src[:, 0] <= w - 1 - margin) & \
+                     (src[:, 1] >= margin) & (src[:, 1] <= h - 1 - margin)
+            ok[k] = inside & (_sample(holes[j].astype(np.uint8), src, nearest=True) == 0)
             if ok[k].any():
-                vals[k] = warp(frames[j], hom, (h, w))[ys, xs]
+                vals[k, ok[k]] = _sample(frames[j], src[ok[k]])
             if (ok[: k + 1].sum(0) >= max_candidates).all():
                 ok, vals = ok[: k + 1], vals[: k + 1]
                 break

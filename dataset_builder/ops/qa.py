@@ -10,6 +10,10 @@ profile. They are cheap proxies of what a researcher checks by eye:
 ``qa_alpha_iou_min``       min IoU of consecutive hard masks (informative; fast movers lower it)
 ``qa_edge_band_px``        mean width of the fractional-alpha band, in px (soft-pixel count / contour length)
 ``qa_soft_visible_share``  share of visible fg pixels (alpha > 0) that are mostly transparent (alpha < 128)
+``qa_color_consistency``   min over consecutive frames of the colour-histogram similarity (Bhattacharyya
+                           coefficient, 0..1) of the object's opaque pixels: an identity switch (the
+                           track jumps from a plant to a horse) changes the colours at once, a moving or
+                           deforming object keeps them
 ``qa_bg_remnant``          moving content left in the bg around where the object was, in object areas:
                            a bg with the object removed is static after camera alignment, so residual
                            motion near the hole means parts of the object (or its shadow) stayed
@@ -60,6 +64,24 @@ def alpha_scores(alpha: np.ndarray) -> dict[str, float]:
     }
 
 
+def color_consistency(frames: np.ndarray, alpha: np.ndarray, bins: int = 8, max_side: int = 160) -> float:
+    """Min over consecutive frames of the Bhattacharyya coefficient of the 3D colour histograms (``bins``
+    per channel) of the pixels with alpha >= 128; 1.0 when fewer than two frames show the object."""
+    t, h, w = alpha.shape
+    scale = work_scale(h, w, max_side)
+    small_f, small_a = _resize(frames, scale), _resize(alpha, scale, nearest=True)
+    hists = []
+    for f, a in zip(small_f, small_a):
+        m = (a >= 128).astype(np.uint8)
+        if not m.any():
+            hists.append(None)
+            continue
+        hist = cv2.calcHist([f], [0, 1, 2], m, [bins] * 3, [0, 256] * 3).ravel()
+        hists.append(np.sqrt(hist / hist.sum()))
+    sims = [float((p * q).sum()) for p, q in zip(hists[:-1], hists[1:]) if p is not None and q is not None]
+    return min(sims) if sims else 1.0
+
+
 def recompose_psnr(frames: np.ndarray, fg: np.ndarray, bg: np.ndarray, alpha: np.ndarray, band: int = 3) -> float:
     """PSNR (dB, capped at 60) of ``fg`` over ``bg`` against ``frames`` within ``band`` px of the alpha edge."""
     region = np.stack([edge_band(a, band) for a in alpha])
@@ -107,9 +129,16 @@ def bg_remnant(
 
 
 def qa_scores(
-    frames: np.ndarray, fg: np.ndarray, bg: np.ndarray, alpha: np.ndarray, band: int = 3, remnant_max_side: int = 240
+    frames: np.ndarray, fg: np.ndarray, bg: np.ndarray, alpha: np.ndarray, band: int = 3, remnant_max_side: int = 240,
+    matte: np.ndarray | None = None,
 ) -> dict[str, float]:
-    scores = alpha_scores(alpha)
+    """All scores of one layer triple. ``matte``: the object's matte before ``ops.alpha.reconcile_layers``
+    added the translucent shadow / missed-edge alpha; the alpha statistics describe it (a contact shadow
+    is not a wide soft edge), ``qa_reconciled_share`` says how much alpha was added (per object pixel)."""
+    matte = alpha if matte is None else matte
+    scores = alpha_scores(matte)
+    scores["qa_reconciled_share"] = float(((alpha > 0) & (matte == 0)).sum() / max(1, (matte >= 128).sum()))
+    scores["qa_color_consistency"] = color_consistency(frames, matte)
     scores["qa_recompose_psnr"] = recompose_psnr(frames, fg, bg, alpha, band)
     scores["qa_bg_remnant"] = bg_remnant(frames, bg, alpha, max_side=remnant_max_side)
     return scores
@@ -127,4 +156,4 @@ def gate(scores: dict[str, float], limits: dict[str, tuple[str, float]]) -> list
     return failed
 
 
-__all__ = ["alpha_scores", "bg_remnant", "gate", "qa_scores", "recompose_psnr"]
+__all__ = ["alpha_scores", "bg_remnant", "color_consistency", "gate", "qa_scores", "recompose_psnr"]

@@ -9,6 +9,8 @@ from dataset_builder.ops.alpha import (
     edge_band,
     estimate_foreground,
     guided_filter,
+    min_alpha,
+    reconcile_layers,
     soft_alpha,
 )
 from dataset_builder.ops.composite import composite
@@ -100,3 +102,67 @@ def test_rematte_with_known_background_moves_alpha_to_the_true_edge():
     # Where fg and bg have the same colour the evidence is void and alpha is kept.
     flat = np.full_like(img, 90)
     assert np.array_equal(rematte_with_background(flat, start, flat, band=3), start)
+
+
+def _ring_scene(size=96, seed=5):
+    """Orange disc whose matte misses its outer 2 px, a contact shadow (x0.5) below it outside the matte,
+    a textured bg, and an inpainted bg (the true clean bg in a hole grown 6 px beyond the matte, the
+    clip elsewhere) carrying small fill noise and one detached blob of fill error."""
+    rng = np.random.default_rng(seed)
+    yy, xx = np.mgrid[0:size, 0:size]
+    r = np.hypot(yy - 40, xx - 48)
+    true_obj = r <= 18
+    bg = np.clip(np.array([60, 140, 170], np.float32)
+                 + cv2.GaussianBlur(rng.normal(0, 30, (size, size, 3)).astype(np.float32), (0, 0), 2), 0, 255)
+    shadow = (np.abs(xx - 48) <= 16) & (yy > 58) & (yy <= 62)
+    scene = bg.copy()
+    scene[shadow] *= 0.5
+    scene[true_obj] = [220, 120, 40]
+    frame = scene.astype(np.uint8)
+    matte = ((r <= 16) * 255).astype(np.uint8)
+    hole = cv2.dilate((matte > 0).astype(np.uint8), np.ones((13, 13), np.uint8)) > 0
+    hole |= shadow
+    inpainted = np.where(hole[..., None], np.clip(bg + rng.normal(0, 2, bg.shape), 0, 255), frame).astype(np.uint8)
+    near_obj = cv2.dilate(true_obj.astype(np.uint8), np.ones((5, 5))).astype(bool)
+    blob = (np.hypot(yy - 40, xx - 72) <= 2) & hole & ~near_obj
+    inpainted[blob] = np.clip(inpainted[blob].astype(int) + 60, 0, 255)
+    return frame, matte, inpainted, bg.astype(np.uint8), true_obj, shadow, hole, blob
+
+
+def test_min_alpha_is_the_least_alpha_with_a_foreground_colour_in_range():
+    rng = np.random.default_rng(2)
+    img = rng.integers(0, 256, (500, 1, 3)).astype(np.uint8)
+    bg = rng.integers(0, 256, (500, 1, 3)).astype(np.uint8)
+    a = min_alpha(img, bg)[:, 0]
+    f = bg[:, 0].astype(float) + (img[:, 0].astype(float) - bg[:, 0]) / np.maximum(a, 1e-6)[:, None]
+    assert (f >= -1e-3).all() and (f <= 255 + 1e-3).all()  # feasible at a
+    f_less = bg[:, 0].astype(float) + (img[:, 0].astype(float) - bg[:, 0]) / np.maximum(0.9 * a, 1e-6)[:, None]
+    moved = a > 0.05
+    assert ((f_less[moved] < -1e-3) | (f_less[moved] > 255 + 1e-3)).any(1).all()  # infeasible below it
+
+
+def test_reconcile_layers_recomposes_the_ring_without_putting_the_object_back():
+    frame, matte, inpainted, clean, true_obj, shadow, hole, blob = _ring_scene()
+    fg = estimate_foreground(frame, matte, inpainted)
+    alpha, fg2, bg2 = reconcile_layers(frame, matte, inpainted, fg, tol=10)
+    region = hole & (matte < 255)
+    before = composite(fg, inpainted, matte)
+    after = composite(fg2, bg2, alpha)
+
+    def psnr(rec):
+        mse = ((rec[region].astype(float) - frame[region]) ** 2).mean()
+        return 10 * np.log10(255**2 / max(mse, 1e-9))
+
+    assert psnr(before) < 25 < 40 < psnr(after), (psnr(before), psnr(after))
+    # the missed object edge and the shadow stay out of the bg (it keeps the clean fill there) ...
+    missed = true_obj & (matte == 0)
+    assert np.abs(bg2[missed].astype(int) - clean[missed]).max() <= 8
+    assert np.abs(bg2[shadow].astype(int) - clean[shadow]).max() <= 8
+    assert (alpha[missed] > 200).all() and (alpha[shadow] > 0).all()
+    # ... while ring pixels that are background get the clip back, detached fill errors included
+    assert np.array_equal(bg2[blob], frame[blob]) and (alpha[blob] == 0).all()
+    plain = hole & ~cv2.dilate((true_obj | shadow).astype(np.uint8), np.ones((5, 5))).astype(bool) & ~blob
+    assert np.array_equal(bg2[plain], frame[plain]) and (alpha[plain] == 0).all()
+    # nothing moves outside the hole or inside the opaque core
+    assert np.array_equal(alpha[~hole], matte[~hole]) and np.array_equal(bg2[~hole], inpainted[~hole])
+    assert np.array_equal(fg2[matte == 255], frame[matte == 255])

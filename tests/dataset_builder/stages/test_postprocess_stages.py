@@ -87,3 +87,23 @@ def test_gate_off_keeps_scores_but_rejects_nothing(clip):
     cfg = BuildConfig.model_validate({"qa": {"gate": False}})
     state, _ = _run(LayerQAStage(cfg.postprocess, cfg.qa), _row(clip, clip.frames.copy()))
     assert not state.rejected and state.objects[0].scores["qa_bg_remnant"] > QAConfig().max_bg_remnant
+
+
+def test_layer_qa_rejects_an_identity_switch_with_its_reason(clip):
+    """The mask jumps from the moving object to a differently coloured static patch halfway through:
+    the colour-consistency score names it (an area or IoU check cannot: both masks are the same size)."""
+    hard = (clip.alpha >= 128).astype(np.uint8) * 255
+    frames = clip.frames.copy()
+    switched = hard.copy()
+    ys, xs = np.nonzero(hard[0])
+    h, w = ys.max() - ys.min() + 1, xs.max() - xs.min() + 1
+    patch = np.zeros_like(hard[0])
+    patch[H - h - 2:H - 2, 2:2 + w] = hard[0][ys.min():ys.max() + 1, xs.min():xs.max() + 1]
+    frames[:, patch > 0] = (30, 200, 40)
+    switched[T // 2:] = patch
+    row = batch_from_rows([{**rows_from_batch(_row(clip, clip.bg))[0], "frames": frames, "masks": switched[None]}])
+    state, _ = _run(LayerQAStage(), row)
+    reasons = [r.reason for r in state.rejects if r.object_id == 0]
+    assert state.rejected and "qa_color_consistency" in reasons, state.rejects
+    ok, _ = _run(LayerQAStage(), _row(clip, clip.bg))
+    assert ok.objects[0].scores["qa_color_consistency"] > QAConfig().min_color_consistency
