@@ -81,20 +81,23 @@ _HOMOGRAPHY_CACHE_SIZE = 8
 
 
 def pairwise_homographies(
-    frames: np.ndarray, max_side: int = 320, max_corners: int = 500, ransac_px: float = 1.5
+    frames: np.ndarray, max_side: int = 320, max_corners: int = 500, ransac_px: float = 1.5,
+    ignore: np.ndarray | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """(T-1, 3, 3) homographies frame t -> t+1 at full resolution, and (T-1,) inlier ratios.
 
+    ``ignore``: bool (T, H, W) pixels to take no corners from (a known object: a large textured
+    object on a plain background would otherwise carry the "camera" with it and look static).
     Memoised on the frames' content: tagger, segmenter, judge, inpainter and captioner all align the
     same clip (the last three once per object), and in a fused stage chain they run in one process.
     """
     key = (hashlib.sha1(np.ascontiguousarray(frames).data).hexdigest(), frames.shape, max_side, max_corners,
-           ransac_px)
+           ransac_px, None if ignore is None else hashlib.sha1(np.packbits(ignore)).hexdigest())
     if key in _HOMOGRAPHY_CACHE:
         _HOMOGRAPHY_CACHE.move_to_end(key)
         hs, ratios = _HOMOGRAPHY_CACHE[key]
         return hs.copy(), ratios.copy()
-    hs, ratios = _estimate_pairwise(frames, max_side, max_corners, ransac_px)
+    hs, ratios = _estimate_pairwise(frames, max_side, max_corners, ransac_px, ignore)
     _HOMOGRAPHY_CACHE[key] = (hs.copy(), ratios.copy())
     if len(_HOMOGRAPHY_CACHE) > _HOMOGRAPHY_CACHE_SIZE:
         _HOMOGRAPHY_CACHE.popitem(last=False)
@@ -102,15 +105,19 @@ def pairwise_homographies(
 
 
 def _estimate_pairwise(
-    frames: np.ndarray, max_side: int, max_corners: int, ransac_px: float
+    frames: np.ndarray, max_side: int, max_corners: int, ransac_px: float, ignore: np.ndarray | None = None
 ) -> tuple[np.ndarray, np.ndarray]:
     h, w = frames.shape[1:3]
     scale = work_scale(h, w, max_side)
     grays = [cv2.resize(to_gray(f), None, fx=scale, fy=scale, interpolation=cv2.INTER_AREA) if scale < 1
              else to_gray(f) for f in frames]
+    skip: list = [None] * len(grays)
+    if ignore is not None:
+        size = grays[0].shape[::-1]
+        skip = [cv2.resize(m.astype(np.uint8), size, interpolation=cv2.INTER_NEAREST).astype(bool) for m in ignore]
     hs, ratios = [], []
-    for a, b in pairwise(grays):
-        hom, ratio = estimate_homography(a, b, max_corners, ransac_px * scale)
+    for i, (a, b) in enumerate(pairwise(grays)):
+        hom, ratio = estimate_homography(a, b, max_corners, ransac_px * scale, skip[i])
         hs.append(rescale_homography(hom, scale))
         ratios.append(ratio)
     return np.array(hs).reshape(-1, 3, 3), np.array(ratios)

@@ -7,6 +7,7 @@ Checks run in a fixed order and the first failure is the reason, so rejects are 
 
 from __future__ import annotations
 
+import cv2
 import numpy as np
 from pydantic import Field
 
@@ -17,6 +18,8 @@ from dataset_builder.models.cpu._common import Options, parse_options, resize_fr
 from dataset_builder.ops import masks as mops
 from dataset_builder.ops.motion import cumulative_homographies, pairwise_homographies, work_scale
 from dataset_builder.ops.segment import residual_maps
+
+_DILATE = np.ones((7, 7), np.uint8)
 
 
 class FgJudgeOptions(Options):
@@ -86,12 +89,16 @@ class HeuristicFgJudge:
         return kind if count * 2 > int(present.sum()) else ""
 
     def _moving_fraction(self, frames: np.ndarray, hard: np.ndarray) -> float:
-        """Share of mask pixels that differ from the other frames after camera alignment."""
+        """Share of mask pixels that differ from the other frames after camera alignment (camera from the
+        background: corners on the object are ignored)."""
         _, h, w = hard.shape
         scale = work_scale(h, w, self.options.work_max_side)
         small = resize_frames(frames, scale)
         small_masks = resize_masks(hard.astype(np.uint8) * 255, *small.shape[1:3]) >= 128
-        pairwise, _ = pairwise_homographies(small, max_side=self.options.work_max_side)
+        # The camera is estimated from the pixels around the object: a large textured object on a plain
+        # background (a box carried over a table) would otherwise carry the alignment and look static.
+        near = np.stack([cv2.dilate(m.astype(np.uint8), _DILATE) for m in small_masks]).astype(bool)
+        pairwise, _ = pairwise_homographies(small, max_side=self.options.work_max_side, ignore=near)
         res = residual_maps(small, cumulative_homographies(pairwise), num_references=6)
         inside = small_masks.sum()
         return float((small_masks & (res > self.options.motion_threshold)).sum() / max(inside, 1))

@@ -156,3 +156,20 @@ def test_caption_positions_read_as_english(centre, expected):
     from dataset_builder.models.cpu.captioner import TemplateCaptioner
 
     assert TemplateCaptioner._position(np.array(centre, float), 100, 100) == expected
+
+
+def test_judge_textured_object_on_plain_background_is_not_static():
+    """A box carried over a plain table (opencv-doc box.mp4): the only corners are on the box, so a
+    camera estimated from the whole frame follows the box and the judge called it static."""
+    rng = np.random.default_rng(0)
+    t, h, w, side = 12, 120, 180, 48
+    texture = rng.integers(0, 256, (side, side, 3), dtype=np.uint8)
+    texture = np.repeat(np.repeat(texture[::4, ::4], 4, 0), 4, 1)  # blocky texture with strong corners
+    frames = np.full((t, h, w, 3), 200, np.uint8)
+    masks = np.zeros((t, h, w), np.uint8)
+    for i in range(t):
+        x, y = 10 + 9 * i, 30 + 2 * i
+        frames[i, y:y + side, x:x + side] = texture
+        masks[i, y:y + side, x:x + side] = 255
+    verdict = _b(BackendKind.FG_JUDGE).judge(frames, masks, "salient object")
+    assert verdict.is_foreground, verdict
