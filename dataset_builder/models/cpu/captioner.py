@@ -6,13 +6,14 @@ bg:    the scene without the object: what else stays in it (the clip's other obj
        empty: with nothing detected it just does not mention other content.
 blend: the composed shot in one sentence, object + motion + scene + camera.
 
-Camera motion is estimated once per clip, on the blend, and shared by all its objects
+Camera motion is estimated once per clip, on the blend around the objects, and shared by all its objects
 (:meth:`TemplateCaptioner.caption_objects`). Placeholder labels ("moving object") never reach a
 caption: an object without a class is "object".
 """
 
 from __future__ import annotations
 
+import cv2
 import numpy as np
 from pydantic import Field
 
@@ -28,6 +29,7 @@ from dataset_builder.ops.motion import (
     work_scale,
 )
 
+_DILATE = np.ones((7, 7), np.uint8)
 _CAMERA = {"static": "a static camera", "panning": "a camera panning {dir}", "zooming": "a camera zooming {dir}",
            "shaky": "a handheld, shaky camera"}
 #: Scene tags worth repeating in the bg caption (colour/brightness/camera are measured directly).
@@ -103,7 +105,11 @@ class TemplateCaptioner:
         o = self.options
         _, h, w = frames.shape[:3]
         small = resize_frames(frames, work_scale(h, w, o.work_max_side))
-        pairwise, _ = pairwise_homographies(small, max_side=o.work_max_side)
+        # The camera from the background only: a large textured object would carry the estimate.
+        objects = (np.asarray(alphas) > 0).any(0).astype(np.uint8)
+        near = np.stack([cv2.dilate(cv2.resize(m, small.shape[2:0:-1], interpolation=cv2.INTER_NEAREST), _DILATE)
+                         for m in objects]).astype(bool)
+        pairwise, _ = pairwise_homographies(small, max_side=o.work_max_side, ignore=near)
         cam = describe_camera_motion(cumulative_homographies(pairwise), *small.shape[1:3])
         camera = _CAMERA[cam.kind].format(dir=cam.direction)
         return [self._one(frames, alpha, bg, class_name(label), bg_content(i, labels, tags), tags, camera)

@@ -41,3 +41,20 @@ def test_bg_content_counts_classes_and_adds_unclaimed_tagged_subjects():
     assert describe_others([]) == ""
     assert bg_content(0, ["car"], ["person", "static camera", "gray tones", "outdoor"]) == ["person"]
     assert bg_content(0, ["person", "person"], ["person"]) == ["person"]
+
+
+def test_camera_of_a_static_shot_with_a_large_textured_object_is_static():
+    """A box carried over a plain table, camera still: the corners are all on the box, and a camera
+    measured on the whole blend followed it ("a camera panning ...")."""
+    rng = np.random.default_rng(1)
+    t, h, w, side = 10, 120, 180, 50
+    texture = np.repeat(np.repeat(rng.integers(0, 256, (side // 5, side // 5, 3), dtype=np.uint8), 5, 0), 5, 1)
+    frames = np.full((t, h, w, 3), 205, np.uint8)
+    alpha = np.zeros((t, h, w), np.uint8)
+    for i in range(t):
+        x = 8 + 11 * i
+        frames[i, 35:35 + side, x:x + side] = texture
+        alpha[i, 35:35 + side, x:x + side] = 255
+    cap = TemplateCaptioner(BackendSpec()).caption(frames, alpha, np.full_like(frames, 205), "box", [])
+    assert cap.bg.endswith("filmed with a static camera."), cap.bg
+    assert "moving" in cap.fg and "to the right" in cap.fg
