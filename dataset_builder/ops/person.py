@@ -13,6 +13,7 @@ import logging
 import os
 from dataclasses import dataclass
 from pathlib import Path
+from collections.abc import Callable
 from typing import Any, Literal
 
 import cv2
@@ -162,3 +163,60 @@ def smooth_probs(probs: np.ndarray, sigma: float = 1.0, eps: float = 0.05) -> np
                 num[t] += w * probs[s]
                 den[t] += w
     return num / den
+
+
+# -- person masks inside detector boxes (keyframe segmenter) ---------------------------------------
+def load_person_net(kind: str, model_dir: Path | None = None, threads: int = 1) -> Callable | None:
+    """A callable uint8 RGB (H, W, 3) -> float32 person probability (H, W) for ``kind`` ("modnet",
+    "selfie"), or None for "none" or when its file/runtime is missing (warned once: people then get
+    U^2-Net like every other object)."""
+    if kind == "selfie":
+        interp = load_selfie_model(model_dir, "square", threads)
+        return None if interp is None else (lambda image: run_selfie(interp, image[None])[0])
+    if kind == "modnet":
+        from dataset_builder.models.cpu.nets import Modnet
+        from dataset_builder.models.cpu.zoo import ModelFileMissing
+
+        try:
+            return Modnet(model_dir, threads)
+        except (ModelFileMissing, ImportError) as exc:
+            if "modnet" not in _warned:
+                _warned.add("modnet")
+                log.warning("person model off (people segmented by U^2-Net): %s", exc)
+    return None
+
+
+def _iou(a: np.ndarray, b: np.ndarray) -> float:
+    union = np.logical_or(a, b).sum()
+    return float(np.logical_and(a, b).sum() / union) if union else 0.0
+
+
+def merge_person_masks(
+    candidates: list[tuple[np.ndarray, str, float]], people: list[tuple[np.ndarray, float]],
+    replace_iou: float = 0.3, duplicate_iou: float = 0.5, person_label: str = "person",
+) -> list[tuple[np.ndarray, str, float]]:
+    """Keyframe candidates (mask, label, score) with person-model masks (mask, score) of detected people.
+
+    - a region holding two or more people (``half`` of each person's mask inside it: a crowd U^2-Net
+      merged) is replaced by the people, one candidate each, so instances do not merge;
+    - a region labelled only ``person`` that matches one person mask (IoU >= ``replace_iou``) takes
+      the person model's mask (its outline follows the body, not the salient blob);
+    - a region with other classes ("person and horse": a rider, an object held) is kept as it is;
+    - a person mask no region explains is a new candidate unless it duplicates one (IoU > ``duplicate_iou``).
+    """
+    out: list[tuple[np.ndarray, str, float]] = []
+    explained: set[int] = set()  # people kept inside (or as) one region
+    for mask, label, score in candidates:
+        inside = [i for i, (p, _) in enumerate(people) if (p & mask).sum() >= 0.5 * max(1, int(p.sum()))]
+        if len(inside) >= 2:
+            continue  # a merged crowd: its people are added below
+        if len(inside) == 1:
+            i = inside[0]
+            explained.add(i)
+            if label == person_label and _iou(mask, people[i][0]) >= replace_iou:
+                mask, score = people[i][0], people[i][1]
+        out.append((mask, label, score))
+    for i, (p, s) in enumerate(people):
+        if i not in explained and not any(_iou(p, o[0]) > duplicate_iou for o in out):
+            out.append((p, person_label, s))
+    return out

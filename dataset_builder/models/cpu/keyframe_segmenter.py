@@ -20,6 +20,7 @@ from __future__ import annotations
 import logging
 from collections import Counter
 from pathlib import Path
+from typing import Literal
 
 import cv2
 import numpy as np
@@ -31,6 +32,7 @@ from dataset_builder.models.cpu._common import Options, parse_options, resize_ma
 from dataset_builder.models.cpu.zoo import FETCH_COMMAND, ModelFileMissing
 from dataset_builder.ops.flow import clip_flows, interpolate_anchors, propagate
 from dataset_builder.ops.motion import work_scale
+from dataset_builder.ops.person import load_person_net, merge_person_masks
 from dataset_builder.ops.track import keyframe_indices, track_keyframes
 
 log = logging.getLogger(__name__)
@@ -55,6 +57,11 @@ class KeyframeSegmenterOptions(Options):
     #: A box counts as covered by a salient region holding this share of the box's area.
     box_covered: float = Field(0.3, ge=0, le=1)
     crop_margin: float = Field(0.15, ge=0)
+    #: People: every YOLO ``person`` box (up to ``max_person_crops``) is segmented on its crop by a
+    #: person model instead of U^2-Net, and merged crowds are split per person (ops.person); "none":
+    #: U^2-Net for everybody. A missing person model file falls back to "none" with one warning.
+    person_model: Literal["none", "modnet", "selfie"] = "modnet"
+    max_person_crops: int = Field(6, ge=0)
     #: Association: min IoU of a propagated track with a keyframe candidate.
     match_iou: float = Field(0.2, gt=0, le=1)
     #: Second-chance association by position for fast movers flow lost (0: off; see ops.track).
@@ -84,6 +91,7 @@ class KeyframeSegmenterTracker:
             except ModelFileMissing as exc:
                 log.warning("no class boxes: %s", exc)
                 self.yolo = None
+            self.person = load_person_net(o.person_model, o.model_dir, o.threads) if self.yolo else None
         except (ModelFileMissing, ImportError) as exc:
             if o.require_models:
                 raise
@@ -161,10 +169,15 @@ class KeyframeSegmenterTracker:
             mask = self._segment_box(frame, d.box, (sh, sw), (fh / sh, fw / sw))
             if mask is not None and not any(_iou(mask, c[0]) > 0.5 for c in cands):
                 cands.append((mask, d.label, d.score))
+        if self.person is not None:
+            people = [d for d in dets if d.label == "person"][: o.max_person_crops]
+            masks = [self._segment_box(frame, d.box, (sh, sw), (fh / sh, fw / sw), self.person) for d in people]
+            cands = merge_person_masks(cands, [(m, d.score) for m, d in zip(masks, people) if m is not None])
         return cands
 
-    def _segment_box(self, frame: np.ndarray, box, size, ratio) -> np.ndarray | None:
-        """U^2-Net on the enlarged box crop (full resolution); the component filling the box best."""
+    def _segment_box(self, frame: np.ndarray, box, size, ratio, net=None) -> np.ndarray | None:
+        """``net`` (default U^2-Net) on the enlarged box crop (full resolution); the component filling
+        the box best."""
         o = self.options
         sh, sw = size
         x0, y0, x1, y1 = box
@@ -173,7 +186,7 @@ class KeyframeSegmenterTracker:
         cx1, cy1 = min(sw, int(np.ceil(x1 + mx))), min(sh, int(np.ceil(y1 + my)))
         fx0, fy0 = int(cx0 * ratio[1]), int(cy0 * ratio[0])
         fx1, fy1 = max(fx0 + 8, int(cx1 * ratio[1])), max(fy0 + 8, int(cy1 * ratio[0]))
-        prob = self.u2net(frame[fy0:fy1, fx0:fx1])
+        prob = (net or self.u2net)(frame[fy0:fy1, fx0:fx1])
         prob = cv2.resize(prob, (cx1 - cx0, cy1 - cy0), interpolation=cv2.INTER_LINEAR)
         full = np.zeros((sh, sw), bool)
         full[cy0:cy1, cx0:cx1] = prob >= o.saliency_threshold

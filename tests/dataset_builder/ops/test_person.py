@@ -108,3 +108,57 @@ def test_missing_model_or_interpreter_gives_none_and_logs_once(tmp_path, monkeyp
     (tmp_path / person.SELFIE_MODELS["square"]).write_bytes(b"not a model")
     monkeypatch.setattr(person, "_interpreter_class", lambda: None)
     assert load_selfie_model(tmp_path, "square") is None
+
+
+def _rect(h, w, x0, y0, x1, y1):
+    m = np.zeros((h, w), bool)
+    m[y0:y1, x0:x1] = True
+    return m
+
+
+def test_merge_splits_a_crowd_region_into_people():
+    """Synthetic GT: three people side by side; U^2-Net merged two of them into one blob."""
+    h, w = 60, 120
+    gt = [_rect(h, w, 10, 10, 30, 55), _rect(h, w, 32, 12, 50, 55), _rect(h, w, 80, 8, 100, 55)]
+    blob = gt[0] | gt[1] | _rect(h, w, 28, 30, 34, 40)  # merged, with the gap between them filled
+    people = [(g.copy(), 0.9) for g in gt]
+    out = person.merge_person_masks([(blob, "person", 0.95), (gt[2], "person", 0.8)], people)
+    best = [max(person._iou(m, g) for m, _, _ in out) for g in gt]
+    assert best == [1.0, 1.0, 1.0]
+    assert len(out) == 3 and all(label == "person" for _, label, _ in out)
+    assert not any(person._iou(m, blob) > 0.9 for m, _, _ in out)  # the merged blob is gone
+
+
+def test_merge_replaces_a_person_blob_and_keeps_riders_and_objects():
+    h, w = 60, 120
+    body = _rect(h, w, 10, 5, 30, 55)
+    halo = body | _rect(h, w, 6, 0, 34, 8)  # U^2-Net blob: the person plus background above the head
+    rider = _rect(h, w, 60, 5, 80, 40) | _rect(h, w, 55, 35, 90, 58)  # person on a horse
+    cup = _rect(h, w, 100, 40, 110, 50)
+    people = [(body, 0.9), (_rect(h, w, 60, 5, 80, 40), 0.8)]
+    out = person.merge_person_masks(
+        [(halo, "person", 0.9), (rider, "person and horse", 0.9), (cup, "cup", 0.7)], people)
+    assert [label for _, label, _ in out] == ["person", "person and horse", "cup"]
+    assert person._iou(out[0][0], body) == 1.0  # the person model's outline
+    assert out[1][0] is rider and out[2][0] is cup  # untouched: the rider stays one layer with the horse
+
+
+def test_merge_adds_an_unexplained_person_once_and_keeps_a_wrong_match():
+    h, w = 60, 120
+    far = _rect(h, w, 90, 20, 100, 50)
+    blob = _rect(h, w, 0, 0, 60, 60)  # a large "person" region the person mask barely overlaps
+    small = _rect(h, w, 5, 5, 15, 15)
+    out = person.merge_person_masks([(blob, "person", 0.9)], [(far, 0.7), (small, 0.6), (far.copy(), 0.5)])
+    assert out[0][0] is blob  # IoU 0.03 < replace_iou: not replaced by a sliver
+    added = [m for m, _, _ in out[1:]]
+    assert len(added) == 1 and person._iou(added[0], far) == 1.0  # the duplicate person is not added twice
+
+
+def test_person_net_off_or_missing_is_none_with_one_warning(tmp_path, caplog, monkeypatch):
+    monkeypatch.setattr(person, "_warned", set())
+    assert person.load_person_net("none", tmp_path) is None
+    with caplog.at_level(logging.WARNING, logger=person.__name__):
+        assert person.load_person_net("modnet", tmp_path) is None
+        assert person.load_person_net("modnet", tmp_path) is None
+    lines = [r.getMessage() for r in caplog.records if "person model off" in r.getMessage()]
+    assert len(lines) == 1 and "modnet.onnx" in lines[0]
