@@ -9,7 +9,8 @@ vocabulary tags it does not list count as absent), or Recognize Anything's bench
 images at ``<images-root>/<image id>.jpg``). Each image is scored like a one-frame clip; each tag gets the
 lowest threshold at which its precision on the set reaches ``--precision`` (tags with fewer positives than
 ``--min-positives``, or never that precise, keep the backend's global threshold). The file records the model
-fingerprint it was fitted on; the tagger refuses it for another model. Use it with
+fingerprint and prompt template (``--prompt``, as the tag stage's ``options.prompt``) it was fitted with; the
+tagger refuses it for another model or template. Use it with
 ``stages.tag.options.thresholds_path=thresholds.json``.
 """
 
@@ -73,7 +74,8 @@ def calibrate(tagger, items: list[tuple[Path, set[str]]], precision: float, min_
         truth[row, [index[t] for t in tags if t in index]] = True
     fitted = calibrate_thresholds(probs, truth, precision, default=np.nan, min_positives=min_positives)
     kept = {labels[v]: round(float(t), 6) for v, t in enumerate(fitted) if not np.isnan(t)}
-    return {"model_fingerprint": tagger.fingerprint, "target_precision": precision, "min_positives": min_positives,
+    return {"model_fingerprint": tagger.fingerprint, "prompt": tagger.template,
+            "target_precision": precision, "min_positives": min_positives,
             "images": len(items), "thresholds": kept,
             "positives": {label: int(truth[:, index[label]].sum()) for label in kept},
             "unknown_tags": unknown}
@@ -87,6 +89,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--precision", type=float, default=0.8)
     parser.add_argument("--min-positives", type=int, default=5)
     parser.add_argument("--vocab-path", default=None, help="vocabulary file (default: the shipped RAM vocabulary)")
+    parser.add_argument("--prompt", default=None,
+                        help="prompt template, as the tag stage's options.prompt (default 'a photo of a {}.')")
     parser.add_argument("--device", default="auto")
     parser.add_argument("--out", required=True, type=Path)
     args = parser.parse_args(argv)
@@ -96,6 +100,8 @@ def main(argv: list[str] | None = None) -> int:
     from dataset_builder.models.hf.siglip_tagger import SiglipTagger
 
     options = {"vocab_path": args.vocab_path} if args.vocab_path else {}
+    if args.prompt:
+        options["prompt"] = args.prompt
     tagger = SiglipTagger(BackendSpec(name="siglip", model_dir=args.model_dir, device=args.device, options=options))
     result = calibrate(tagger, read_labels(args.labels, args.images_root), args.precision, args.min_positives)
     args.out.write_text(json.dumps(result, indent=1))

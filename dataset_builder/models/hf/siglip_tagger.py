@@ -70,14 +70,20 @@ def tag_thresholds(vocab: list[VocabEntry], default: float, overrides: dict[str,
         e.label, e.threshold if e.threshold is not None else default))) for e in vocab], np.float32)
 
 
-def load_thresholds(path: str | Path, model_fingerprint: str | None = None) -> dict[str, float]:
-    """``{label: threshold}`` of a thresholds file (``workflows/calibrate_tagger.py``). Thresholds are on one
-    model's probability scale: a file calibrated for another model (fingerprint) is refused."""
+def load_thresholds(path: str | Path, model_fingerprint: str | None = None, prompt: str | None = None
+                    ) -> dict[str, float]:
+    """``{label: threshold}`` of a thresholds file (``workflows/calibrate_tagger.py``). Thresholds are on the
+    probability scale of one model and one prompt template: a file calibrated for another model
+    (fingerprint) or another template is refused."""
     data = json.loads(Path(path).read_text())
     made_for = data.get("model_fingerprint")
     if model_fingerprint is not None and made_for not in (None, model_fingerprint):
         raise ValueError(f"{path}: thresholds were calibrated for model {made_for}, this model is {model_fingerprint}; "
                          "re-run workflows/calibrate_tagger.py for it")
+    made_with = data.get("prompt")
+    if prompt is not None and made_with not in (None, prompt):
+        raise ValueError(f"{path}: thresholds were calibrated with prompt template {made_with!r}, this tagger uses "
+                         f"{prompt!r}; re-run workflows/calibrate_tagger.py --prompt {prompt!r}")
     return {str(label): float(t) for label, t in data["thresholds"].items()}
 
 
@@ -164,7 +170,9 @@ class SiglipTagger:
         import torch
         from transformers import AutoImageProcessor, AutoModel, AutoTokenizer
 
-        from dataset_builder.models.provenance import model_fingerprint
+        from dataset_builder.models import provenance
+
+        model_fingerprint, library_versions = provenance.model_fingerprint, provenance.library_versions
 
         opts = spec.options
         self.threshold = float(opts.get("threshold", 0.1))
@@ -172,11 +180,12 @@ class SiglipTagger:
         self.num_frames = int(opts.get("num_frames", 4))
         self.vocab = load_vocab(opts.get("vocab_path", VOCAB_PATH))
         self.min_subjects = int(opts.get("min_subjects", 1))
-        template = str(opts.get("prompt", "a photo of a {}."))
+        self.template = template = str(opts.get("prompt", "a photo of a {}."))
 
         path = loading.resolve_model_dir(spec, self.default_subdir)
         self.fingerprint = model_fingerprint(path)
-        calibrated = load_thresholds(opts["thresholds_path"], self.fingerprint) if opts.get("thresholds_path") else {}
+        calibrated = (load_thresholds(opts["thresholds_path"], self.fingerprint, template)
+                      if opts.get("thresholds_path") else {})
         self.thresholds = tag_thresholds(self.vocab, self.threshold, dict(opts.get("thresholds", {})), calibrated)
         self.model, self.device, self.dtype = loading.load_model(AutoModel, path, spec)
         self.image_processor = loading.load_pretrained(AutoImageProcessor, path, spec)
@@ -191,8 +200,13 @@ class SiglipTagger:
             return feats.float().cpu().numpy()
 
         cache = opts.get("embed_cache", EMBED_CACHE)
+        # the key names everything the embeddings depend on besides the prompts (hashed in text_embeddings):
+        # an upgraded torch/transformers or another device must not read another's cached embeddings
+        versions = ",".join(f"{k}={v}" for k, v in library_versions({"torch", "transformers"}).items())
+        runtime = hashlib.sha1(f"{versions};{getattr(self.device, 'type', self.device)}".encode()).hexdigest()[:8]
         embeds = text_embeddings(encode, [template.format(entry.label) for entry in self.vocab],
-                                 f"{self.fingerprint}-{self.dtype}-{max_len}".replace("torch.", ""), cache or None)
+                                 f"{self.fingerprint}-{self.dtype}-{max_len}-{runtime}".replace("torch.", ""),
+                                 cache or None)
         self.text_embeds = torch.from_numpy(embeds).to(self.device)
         self.logit_scale = float(self.model.logit_scale.detach().exp())
         self.logit_bias = float(self.model.logit_bias.detach())

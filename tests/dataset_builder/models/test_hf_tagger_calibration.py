@@ -69,3 +69,39 @@ def test_ram_annotation_format_and_bad_input(tmp_path):
     (tmp_path / "empty.txt").write_text("\n")
     with pytest.raises(ValueError, match="no labelled images"):
         calibrate_tagger.read_labels(tmp_path / "empty.txt", None)
+
+
+def test_thresholds_fitted_under_another_prompt_template_are_refused(hf_siglip_dir, labelled, tmp_path):
+    """The thresholds are on the probability scale of one (model, prompt template) pair: a file fitted with
+    SigLIP's default template must not silently gate the tags of a tagger prompting another template."""
+    out = tmp_path / "thr.json"
+    args = ["--model-dir", str(hf_siglip_dir), "--labels", str(labelled / "labels.jsonl"), "--precision", "0.7",
+            "--min-positives", "3", "--vocab-path", str(labelled / "vocab.txt"), "--out", str(out)]
+    assert calibrate_tagger.main(args) == 0
+    assert json.loads(out.read_text())["prompt"] == "a photo of a {}."
+    options = {"vocab_path": str(labelled / "vocab.txt"), "embed_cache": "", "thresholds_path": str(out)}
+    spec = BackendSpec(name="siglip", model_dir=str(hf_siglip_dir), options=options)
+    SiglipTagger(spec)  # same template: accepted
+    other = spec.model_copy(update={"options": {**options, "prompt": "a video of {}"}})
+    with pytest.raises(ValueError, match="prompt"):
+        SiglipTagger(other)
+    assert calibrate_tagger.main(args + ["--prompt", "a video of {}"]) == 0  # calibrated for that template
+    SiglipTagger(other)
+
+
+def test_text_embedding_cache_is_not_reused_across_library_versions(hf_siglip_dir, labelled, tmp_path, monkeypatch):
+    """Cached text embeddings of one torch/transformers (or device) must not be read by another: the same
+    model could embed differently after an upgrade, and a node with an old cache would tag differently."""
+    from dataset_builder.models import provenance
+
+    cache = tmp_path / "cache"
+    spec = BackendSpec(name="siglip", model_dir=str(hf_siglip_dir),
+                       options={"vocab_path": str(labelled / "vocab.txt"), "embed_cache": str(cache)})
+    SiglipTagger(spec)
+    SiglipTagger(spec)
+    assert len(list(cache.glob("*.npy"))) == 1  # same libraries: read back
+    real = provenance.library_versions
+    monkeypatch.setattr(provenance, "library_versions",
+                        lambda dists: {**real(dists), "transformers": "99.0.0"})
+    SiglipTagger(spec)
+    assert len(list(cache.glob("*.npy"))) == 2  # another transformers: its own entry
