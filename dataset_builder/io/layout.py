@@ -165,13 +165,15 @@ def stage_stats(root: Root | None = None, commits: list[CommitRecord] | None = N
                 ) -> tuple[dict[str, StageStats], int]:
     """Per-stage busy time summed over the commit records, and the number of clips (units) they commit:
     the measured costs of a build (``stages.pool_sizing``). Every commit counts, retried clips too (the
-    work was done)."""
+    work was done), except records written before commits carried ``stage_stats`` (no such field in their
+    JSON): they measured nothing, and their clips would dilute the seconds per clip."""
     commits = list_commits(root) if commits is None else commits
+    measured = [record for record in commits if "stage_stats" in record.model_fields_set]
     total: dict[str, StageStats] = {}
-    for record in commits:
+    for record in measured:
         for stage, stats in record.stage_stats.items():
             total.setdefault(stage, StageStats()).add(stats)
-    return total, sum(len(record.clip_ids) for record in commits)
+    return total, sum(len(record.clip_ids) for record in measured)
 
 
 @dataclass

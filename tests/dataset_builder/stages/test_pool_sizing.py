@@ -121,3 +121,28 @@ def test_one_actor_floors_never_push_the_pools_past_the_cluster():
     assert pools["tag"].max_concurrency == 1 and gpu_demand(pools)[1] <= 8
     # the 7 GPUs left at cost 3 (1 GPU each) vs 1 (half a GPU each): equal clips per second, 6 + 2 x 0.5 GPUs
     assert pools["caption"].max_concurrency == 6 and pools["judge"].max_concurrency == 2
+
+
+def test_commits_written_before_stage_stats_existed_do_not_dilute_the_measured_costs(tmp_path):
+    """Resuming into an output dir written by a builder without stage_stats: its old commit records parse
+    (no stage_stats) but measured nothing, so their clips must not count in seconds per clip (10 measured
+    clips among 1000 old ones looked 100x cheaper than the estimates of unmeasured stages) nor towards
+    ``measured_min_clips``."""
+    from dataset_builder.config import RayConfig
+    from dataset_builder.io import layout
+    from dataset_builder.io.storage import Storage
+    from dataset_builder.stages.pool_sizing import build_costs
+    from schemas import CommitRecord
+
+    old = CommitRecord.model_validate_json(CommitRecord(
+        shard="shard-old", clip_ids=[f"old-{i}" for i in range(1000)]).model_dump_json(exclude={"stage_stats"}))
+    new = _commit("shard-new", 10, {"caption": 50.0})
+    assert layout.stage_stats(commits=[old, new])[1] == 10
+    store = Storage.at(tmp_path)
+    for record in (old, new):
+        store.write_bytes(f"_stats/{record.shard}_stats.json", record.model_dump_json(
+            exclude={"stage_stats"} if record is old else None).encode())
+    estimates = {"caption": 3.0, "inpaint": 2.0}
+    assert build_costs(RayConfig(stage_costs=estimates, measured_min_clips=10), str(tmp_path))[0] == \
+        {"caption": 5.0, "inpaint": 2.0}
+    assert build_costs(RayConfig(stage_costs=estimates, measured_min_clips=11), str(tmp_path))[0] == estimates
