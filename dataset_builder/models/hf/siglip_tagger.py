@@ -17,6 +17,7 @@ import hashlib
 import json
 import logging
 import os
+import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -103,7 +104,8 @@ def text_embeddings(encode, prompts: list[str], key: str, cache_dir: str | Path 
     if path is not None:
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
-            tmp = path.with_suffix(f".{os.getpid()}.tmp.npy")
+            # pid + random: actors of different pods (equal pids) may share the cache volume
+            tmp = path.with_suffix(f".{os.getpid()}-{uuid.uuid4().hex[:8]}.tmp.npy")
             np.save(tmp, out)
             os.replace(tmp, path)
         except OSError as exc:  # a read-only home must not stop tagging

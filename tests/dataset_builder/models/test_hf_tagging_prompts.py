@@ -121,3 +121,25 @@ def test_text_embeddings_are_encoded_once_and_cached_per_key(tmp_path):
     text_embeddings(encode, prompts, "model2", tmp_path)  # another model fingerprint: its own entry
     text_embeddings(encode, prompts[:3], "model1", tmp_path)  # other prompts: their own entry
     assert calls == [2, 2, 1, 5, 3] and len(list(tmp_path.glob("*.npy"))) == 3
+
+
+def test_text_embedding_cache_writers_never_share_a_temporary_file(tmp_path, monkeypatch):
+    """Actors in different pods (their own pid namespaces: equal pids) can share one cache volume; each must
+    write its own temporary file, or one truncates the file the other is about to move into place."""
+    import dataset_builder.models.hf.siglip_tagger as tagger_mod
+
+    written = []
+    real_save = np.save
+
+    def save(path, array):
+        written.append(str(path))
+        real_save(path, array)
+
+    monkeypatch.setattr(tagger_mod.os, "getpid", lambda: 7)
+    monkeypatch.setattr(tagger_mod.np, "save", save)
+    for _ in range(2):
+        for stale in tmp_path.glob("*.npy"):
+            stale.unlink()  # as if the other pod had not finished yet: both write
+        text_embeddings(lambda p: np.ones((len(p), 3)), ["a photo of a dog."], "m", tmp_path)
+    assert len(written) == 2 and written[0] != written[1]
+    assert len(list(tmp_path.iterdir())) == 1  # the entry, no temporary file left behind
