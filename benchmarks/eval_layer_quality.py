@@ -279,6 +279,8 @@ def instance_masks(root: Path) -> np.ndarray | None:
 
 def evaluate_extra(args, root: Path, tmp: Path) -> tuple[dict, list[np.ndarray]]:
     clips = extra_clips(root)
+    if args.extra_clips:
+        clips = {k: v for k, v in clips.items() if k in args.extra_clips.split(",")}
     videos = tmp / "extra_videos"
     videos.mkdir(parents=True)
     for name, (path, _) in clips.items():
@@ -350,6 +352,7 @@ def main() -> None:
     ap.add_argument("--out", type=Path, default=RESULTS)
     ap.add_argument("--sheet", type=Path, default=REPO / "out" / "eval_layer_quality")
     ap.add_argument("--extra", action="store_true", help="also the real clips beyond DAVIS (see above)")
+    ap.add_argument("--extra-clips", default=None, help="comma-separated subset of the extra clips (e.g. cup,box)")
     ap.add_argument("--keep", action="store_true", help="keep the temporary videos and shards")
     ap.add_argument("overrides", nargs="*", help="config overrides, e.g. stages.segment_track.options.x=1")
     args = ap.parse_args()

@@ -129,18 +129,17 @@ def test_merge_splits_a_crowd_region_into_people():
     assert not any(person._iou(m, blob) > 0.9 for m, _, _ in out)  # the merged blob is gone
 
 
-def test_merge_replaces_a_person_blob_and_keeps_riders_and_objects():
+def test_merge_keeps_single_person_regions_riders_and_objects():
     h, w = 60, 120
     body = _rect(h, w, 10, 5, 30, 55)
-    halo = body | _rect(h, w, 6, 0, 34, 8)  # U^2-Net blob: the person plus background above the head
+    player = body | _rect(h, w, 30, 10, 40, 20)  # U^2-Net region: the player with the racket
     rider = _rect(h, w, 60, 5, 80, 40) | _rect(h, w, 55, 35, 90, 58)  # person on a horse
     cup = _rect(h, w, 100, 40, 110, 50)
     people = [(body, 0.9), (_rect(h, w, 60, 5, 80, 40), 0.8)]
     out = person.merge_person_masks(
-        [(halo, "person", 0.9), (rider, "person and horse", 0.9), (cup, "cup", 0.7)], people)
+        [(player, "person", 0.9), (rider, "person and horse", 0.9), (cup, "cup", 0.7)], people)
     assert [label for _, label, _ in out] == ["person", "person and horse", "cup"]
-    assert person._iou(out[0][0], body) == 1.0  # the person model's outline
-    assert out[1][0] is rider and out[2][0] is cup  # untouched: the rider stays one layer with the horse
+    assert out[0][0] is player and out[1][0] is rider and out[2][0] is cup  # the racket stays, the horse too
 
 
 def test_merge_adds_an_unexplained_person_once_and_keeps_a_wrong_match():
@@ -149,7 +148,7 @@ def test_merge_adds_an_unexplained_person_once_and_keeps_a_wrong_match():
     blob = _rect(h, w, 0, 0, 60, 60)  # a large "person" region the person mask barely overlaps
     small = _rect(h, w, 5, 5, 15, 15)
     out = person.merge_person_masks([(blob, "person", 0.9)], [(far, 0.7), (small, 0.6), (far.copy(), 0.5)])
-    assert out[0][0] is blob  # IoU 0.03 < replace_iou: not replaced by a sliver
+    assert out[0][0] is blob
     added = [m for m, _, _ in out[1:]]
     assert len(added) == 1 and person._iou(added[0], far) == 1.0  # the duplicate person is not added twice
 
@@ -162,3 +161,4 @@ def test_person_net_off_or_missing_is_none_with_one_warning(tmp_path, caplog, mo
         assert person.load_person_net("modnet", tmp_path) is None
     lines = [r.getMessage() for r in caplog.records if "person model off" in r.getMessage()]
     assert len(lines) == 1 and "modnet.onnx" in lines[0]
+    assert person.load_person_net("selfie", tmp_path) is None  # logged at INFO by load_selfie_model
