@@ -2,7 +2,12 @@
 
     python benchmarks/bench_paper_profile.py [--clips 8] [--objects 3] [--frames 8]
         [--batches 1 4 16] [--clips-per-batch 1 2 4 8] [--stages tag segment_track filter_foreground caption]
-        [--model-root DIR] [--device cpu|cuda] [--repeats 3]
+        [--model-root DIR] [--device cpu|cuda] [--repeats 3] [--merge]
+
+benchmarks/results/paper_profile.json (tiny models, CPU) comes from
+    python benchmarks/bench_paper_profile.py --stages tag filter_foreground caption
+    python benchmarks/bench_paper_profile.py --stages segment_track --clips 4 --batches 8 \
+        --clips-per-batch 1 2 4 --repeats 1 --merge      # tiny SAM2 on CPU takes ~16 s per clip
 
 Each stage object (``TagStage``, ``SegmentTrackStage``, ``FilterForegroundStage``, ``CaptionStage``) is
 called exactly as the Ray adapter calls it, on Ray batches of ``clips_per_batch`` clips:
@@ -134,7 +139,7 @@ def measure(stage_obj, name: str, max_batch: int, rows: list[dict], clips_per_ba
         gpu.append(g_total / len(rows))
         wall.append(w_total / len(rows))
     row = {"stage": name, "clips_per_batch": clips_per_batch, "max_batch": max_batch,
-           "clips": len(rows), "batch_fallbacks": stage_obj.batch_fallbacks}
+           "clips": len(rows), "repeats": repeats, "batch_fallbacks": stage_obj.batch_fallbacks}
     for what in CALLS[name]:
         calls, items = stats.calls.get(what, 0), stats.items.get(what, 0)
         row[what] = {"calls_per_clip": round(calls / len(rows), 3), "items_per_call": round(items / max(calls, 1), 2)}
@@ -207,6 +212,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--out", type=Path, default=Path(__file__).parent / "results" / "paper_profile.json")
+    parser.add_argument("--merge", action="store_true",
+                        help="keep the other stages' rows of an existing --out (e.g. SAM2 run with fewer clips)")
     args = parser.parse_args(argv)
     with tempfile.TemporaryDirectory() as tmp:
         model_dirs = {}
@@ -222,15 +229,24 @@ def main(argv: list[str] | None = None) -> None:
     top = max(args.batches)
     biggest = max(args.clips_per_batch)
     time_key = "gpu_s_per_clip" if args.device.startswith("cuda") else "wall_s_per_clip"
+    stage_costs = {r["stage"]: r[time_key] for r in rows if r["max_batch"] == top and r["clips_per_batch"] == biggest}
+    if args.merge and args.out.is_file():
+        old = json.loads(args.out.read_text())
+        rows = [r for r in old["rows"] if r["stage"] not in args.stages] + rows
+        agree = {**{k: v for k, v in old["outputs_identical_across_clips_per_batch"].items()
+                    if k not in args.stages}, **agree}
+        stage_costs = {**{k: v for k, v in old["stage_costs"].items() if k not in args.stages}, **stage_costs}
+    order = list(STAGES)
+    rows.sort(key=lambda r: order.index(r["stage"]))
     result = {
         "what": "model calls per clip, items per model call and time per clip of each paper model stage, called "
-                "as the Ray adapter calls it on Ray batches of clips_per_batch clips, with backend max_batch",
+                "as the Ray adapter calls it on Ray batches of clips_per_batch clips, with backend max_batch "
+                "(rows give clips and repeats each)",
         "model": "tiny random (config-built)" if args.model_root is None else str(args.model_root),
-        "device": args.device, "clips": args.clips, "objects_per_clip": args.objects, "frames": args.frames,
-        "frame_size": [args.height, args.width], "repeats": args.repeats, "machine": platform.platform(),
-        "time": time_key, "outputs_identical_across_clips_per_batch": agree,
-        "stage_costs": {r["stage"]: r[time_key] for r in rows
-                        if r["max_batch"] == top and r["clips_per_batch"] == biggest},
+        "device": args.device, "objects_per_clip": args.objects, "frames": args.frames,
+        "frame_size": [args.height, args.width], "machine": platform.platform(), "time": time_key,
+        "outputs_identical_across_clips_per_batch": agree,
+        "stage_costs": {name: stage_costs[name] for name in order if name in stage_costs},
         "rows": rows,
     }
     args.out.parent.mkdir(parents=True, exist_ok=True)

@@ -238,15 +238,18 @@ class BackendStage(ClipStage):
 
     A stage either implements :meth:`apply` (one clip at a time) or splits its work in two:
     :meth:`infer` - the model call for several clips at once, which reads the rows and mutates nothing -
-    and :meth:`apply_result` - one clip's result written into its state and row. Such a stage hands all
-    live clips of a Ray batch to its backend in one :meth:`infer` (the backend batches across clips, as
-    far as it can). If that call raises, nothing was changed yet: the clips are re-run one by one, so the
-    failing clip becomes the one reject (stage + reason) and its batch-mates still succeed; an OOM that
-    the backend's own batch halving could not absorb ends the same way, as an ``oom`` reject of the
-    clip that does not fit alone. ``batch_fallbacks`` counts those re-runs.
+    and :meth:`apply_result` - one clip's result written into its state and row. When its backend has
+    ``batch_method``, such a stage hands all live clips of a Ray batch to it in one :meth:`infer` (the
+    backend batches across clips up to its ``max_batch``). If that call raises, nothing was changed yet:
+    the clips are re-run one by one, so the failing clip becomes the one reject (stage + reason) and its
+    batch-mates still succeed; an OOM that the backend's own batch halving could not absorb ends the same
+    way, as an ``oom`` reject of the clip that does not fit alone. ``batch_fallbacks`` counts those re-runs.
     """
 
     kind: ClassVar[BackendKind]
+    #: The backend method that takes several clips at once (``models.base``'s helpers of that name); a
+    #: backend without it (every CPU backend) is run clip by clip, so a failure costs no re-run.
+    batch_method: ClassVar[str | None] = None
 
     def __init__(self, spec: BackendSpec | dict):
         from dataset_builder.models.provenance import backend_revision
@@ -258,7 +261,7 @@ class BackendStage(ClipStage):
 
     @property
     def batches_clips(self) -> bool:
-        return type(self).infer is not BackendStage.infer
+        return self.batch_method is not None and hasattr(self.backend, self.batch_method)
 
     def process_rows(self, states: list[ClipState], rows: list[dict[str, Any]]) -> None:
         if len(rows) > 1 and self.batches_clips:
@@ -277,7 +280,7 @@ class BackendStage(ClipStage):
         super().process_rows(states, rows)
 
     def process(self, state: ClipState, row: dict[str, Any]) -> None:
-        if self.batches_clips:
+        if type(self).infer is not BackendStage.infer:  # an infer/apply_result stage, one clip
             self.commit(state, row, self.infer([state], [row])[0])
         else:
             self.apply(state, row)

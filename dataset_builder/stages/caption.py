@@ -10,6 +10,7 @@ from dataset_builder.stages.base import BackendStage, ClipState
 class CaptionStage(BackendStage):
     stage = "caption"
     kind = BackendKind.CAPTIONER
+    batch_method = "caption_clips"
 
     def infer(self, states: list[ClipState], rows: list[dict]) -> list[list[LayerCaptions]]:
         """3 questions per object of every clip of the batch (VLM: padded batched ``generate``)."""

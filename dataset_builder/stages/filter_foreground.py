@@ -10,6 +10,7 @@ from dataset_builder.stages.base import BackendStage, ClipState, keep_objects
 class FilterForegroundStage(BackendStage):
     stage = "filter_foreground"
     kind = BackendKind.FG_JUDGE
+    batch_method = "judge_clips"
 
     def infer(self, states: list[ClipState], rows: list[dict]) -> list[list[Judgement]]:
         """Every object of every clip of the batch (VLM: one batched forward, chunked by ``max_batch``)."""

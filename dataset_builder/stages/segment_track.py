@@ -31,6 +31,7 @@ def prompts_of(state: ClipState) -> list[str]:
 class SegmentTrackStage(BackendStage):
     stage = "segment_track"
     kind = BackendKind.SEGMENTER
+    batch_method = "segment_clips"
 
     def __init__(self, spec: BackendSpec | dict, max_objects: int = 8):
         super().__init__(spec)

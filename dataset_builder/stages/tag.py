@@ -12,6 +12,7 @@ from dataset_builder.stages.base import BackendStage, ClipState
 class TagStage(BackendStage):
     stage = "tag"
     kind = BackendKind.TAGGER
+    batch_method = "tag_clips"
 
     def infer(self, states: list[ClipState], rows: list[dict]) -> list[list[Tag]]:
         """All clips of the batch at once (SigLIP: one image forward over their keyframes)."""

@@ -49,6 +49,8 @@ class PerObjectJudge:
 
     def judge(self, frames, masks, label):
         self.calls += 1
+        if label == "poison":
+            raise ValueError("corrupt frames")
         return Judgement(label.startswith("fg"), 0.5, "cpu")
 
 
@@ -139,6 +141,12 @@ def test_rejected_clips_are_not_sent_and_cpu_backends_go_per_object(judges):
     assert stage.backend.calls == 2 + 1 + 1  # every object of the live clips, one by one
     assert states[1].rejects == dead.rejects and "filter_foreground" not in states[1].backends
     assert [[o.label for o in s.objects] for i, s in enumerate(states) if i != 1] == [["fg_a"], [], ["fg_g"]]
+
+    rows = [_clip_row(0, ["fg_a"]), _clip_row(1, ["poison"]), _clip_row(2, ["fg_b", "bg_c"])]
+    stage = FilterForegroundStage({"name": "test_per_object"})
+    states = _states(stage(batch_from_rows(rows)))
+    assert stage.backend.calls == 4 and stage.batch_fallbacks == 0  # per clip from the start: nothing re-run
+    assert [s.rejected for s in states] == [False, True, False] and states[1].rejects[0].reason == "error"
 
 
 class _Recorder:
