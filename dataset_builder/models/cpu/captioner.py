@@ -143,8 +143,9 @@ class TemplateCaptioner:
             lit = _ARTICLE_LIGHT[light]
             bg = f"{lit[0].upper()}{lit[1:]} scene in {_join(bg_cols)} tones{scene_txt}, filmed with {camera}."
         company = f", with {content}" if content else ""
-        blend = (f"A {colour}{subject} {motion} through {_ARTICLE_LIGHT[light]} {_join(bg_cols)} scene{company}, "
-                 f"filmed with {camera}.")
+        thing = _article(f"{colour}{subject}")
+        blend = (f"{thing[0].upper()}{thing[1:]} {motion} through {_ARTICLE_LIGHT[light]} {_join(bg_cols)} "
+                 f"scene{company}, filmed with {camera}.")
         return LayerCaptions(fg=fg, bg=bg, blend=blend)
 
     @staticmethod

@@ -58,3 +58,16 @@ def test_camera_of_a_static_shot_with_a_large_textured_object_is_static():
     cap = TemplateCaptioner(BackendSpec()).caption(frames, alpha, np.full_like(frames, 205), "box", [])
     assert cap.bg.endswith("filmed with a static camera."), cap.bg
     assert "moving" in cap.fg and "to the right" in cap.fg
+
+
+@pytest.mark.parametrize(("colour", "expected"), [((255, 140, 0), "An orange"), (None, "An object")])
+def test_blend_caption_article_follows_the_next_word(colour, expected):
+    """Seen on the opencv-doc box: "A orange and yellow object staying in place ..."."""
+    t, h, w = 6, 60, 90
+    frames = np.full((t, h, w, 3), 128, np.uint8)
+    alpha = np.zeros((t, h, w), np.uint8)
+    if colour is not None:
+        frames[:, 20:40, 30:60] = colour
+        alpha[:, 20:40, 30:60] = 255
+    cap = TemplateCaptioner(BackendSpec()).caption(frames, alpha, frames, "salient object", [])
+    assert cap.blend.startswith(expected), cap.blend
