@@ -19,6 +19,17 @@ def _box(x: np.ndarray, r: int) -> np.ndarray:
     return cv2.boxFilter(x, -1, (2 * r + 1, 2 * r + 1), borderType=cv2.BORDER_REFLECT)
 
 
+def smooth(x: np.ndarray, sigma: float) -> np.ndarray:
+    """Gaussian blur; wide ones (``sigma`` > 6) on a downscaled copy (the result is smooth at that scale
+    anyway, and a full-resolution kernel that wide costs O(sigma) per pixel)."""
+    if sigma <= 6:
+        return cv2.GaussianBlur(x, (0, 0), sigma)
+    h, w = x.shape[:2]
+    f = min(int(sigma // 3), max(1, min(h, w) // 8))
+    small = cv2.resize(x, (max(1, w // f), max(1, h // f)), interpolation=cv2.INTER_AREA)
+    return cv2.resize(cv2.GaussianBlur(small, (0, 0), sigma / f), (w, h), interpolation=cv2.INTER_LINEAR)
+
+
 def _solve_sym3(s: np.ndarray, v: np.ndarray) -> np.ndarray:
     """Solve ``S x = v`` for many symmetric 3x3 ``S`` (N, 3, 3) by cofactors (much faster than linalg)."""
     a, b, c = s[:, 0, 0], s[:, 0, 1], s[:, 0, 2]
@@ -117,8 +128,8 @@ def _spread(values: np.ndarray, weight: np.ndarray, region: np.ndarray, sigma: f
     for _ in range(6):
         if not todo.any():
             break
-        wb = cv2.GaussianBlur(w, (0, 0), sigma)
-        nb = cv2.GaussianBlur(num, (0, 0), sigma)
+        wb = smooth(w, sigma)
+        nb = smooth(num, sigma)
         ok = todo & (wb > 1e-3)
         out[ok] = nb[ok] / wb[ok][:, None]
         todo &= ~ok
@@ -235,8 +246,10 @@ def reconcile_layers(
         lift &= near_object | shadow
     if lift.any():  # only what touches the object: detached differences are inpainting noise
         _, labels = cv2.connectedComponents((lift | (alpha > 0)).astype(np.uint8), connectivity=8)
-        touching = np.unique(labels[alpha > 0])
-        lift &= np.isin(labels, touching[touching > 0])
+        attached = np.zeros(labels.max() + 1, bool)
+        attached[labels[alpha > 0]] = True
+        attached[0] = False
+        lift &= attached[labels]
     back = ring & ~lift
     soft = (alpha > 0) & (alpha < 255)
     amin = min_alpha(frame, background)
@@ -259,6 +272,38 @@ def reconcile_layers(
         use = raised[fix] | (resid > tol)
         out_fg[fix] = np.where(use[:, None], np.clip(np.round(unmixed), 0, 255), keep).astype(np.uint8)
     return a8, out_fg, out_bg
+
+
+def object_window(alpha: np.ndarray, *others: np.ndarray, margin: int = 16) -> tuple[slice, slice] | None:
+    """(rows, cols) slices of the box around ``alpha > 0`` and any bool ``others`` grown by ``margin``;
+    None when all are empty. The per-frame layer ops only touch pixels there."""
+    region = alpha > 0
+    for o in others:
+        region = region | o
+    ys, xs = np.nonzero(region.any(1)), np.nonzero(region.any(0))
+    if not len(ys[0]):
+        return None
+    h, w = alpha.shape
+    return (slice(max(0, ys[0][0] - margin), min(h, ys[0][-1] + margin + 1)),
+            slice(max(0, xs[0][0] - margin), min(w, xs[0][-1] + margin + 1)))
+
+
+def finish_layers(
+    frame: np.ndarray, alpha: np.ndarray, background: np.ndarray, reg: float = 0.02, reconcile: bool = True,
+    tol: int = 10, max_shadow: float = 127 / 255,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """One frame's final (alpha, fg, bg): :func:`estimate_foreground` then :func:`reconcile_layers`, run
+    in :func:`object_window` of the object and of the inpainted pixels (everything else is untouched:
+    fg is the clip there, alpha and bg are as given)."""
+    alpha, fg, bg = alpha.copy(), frame.copy(), background.copy()
+    win = object_window(alpha, (background != frame).any(-1))
+    if win is None:
+        return alpha, fg, bg
+    f, a, b = frame[win], alpha[win], background[win]
+    fg[win] = estimate_foreground(f, a, b, reg=reg)
+    if reconcile:
+        alpha[win], fg[win], bg[win] = reconcile_layers(f, a, b, fg[win], tol, max_shadow)
+    return alpha, fg, bg
 
 
 def estimate_foreground_sequence(

@@ -21,6 +21,7 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
+from dataset_builder.ops.alpha import smooth
 from dataset_builder.ops.motion import relative_homography
 
 
@@ -71,8 +72,8 @@ def complete_flow(
         num = resid * valid[..., None]
         todo = wide.copy()
         while todo.any() and sigma <= 4 * max(flow.shape):
-            wb = cv2.GaussianBlur(valid, (0, 0), sigma)
-            nb = cv2.GaussianBlur(num, (0, 0), sigma)
+            wb = smooth(valid, sigma)
+            nb = smooth(num, sigma)
             ok = todo & (wb > 1e-3)
             fill[ok] = nb[ok] / wb[ok][:, None]
             todo &= ~ok
@@ -126,6 +127,17 @@ def _sample(image: np.ndarray, pts: np.ndarray, nearest: bool = False) -> np.nda
     return out.reshape(rows * cols, *image.shape[2:])[:n]
 
 
+def median_of_first(cands: np.ndarray, count: np.ndarray) -> np.ndarray:
+    """Per-column median of the first ``count[n]`` rows of ``cands`` (K, N, C) (``count >= 1``); what
+    ``np.nanmedian`` gives on the NaN-padded stack, by one sort."""
+    k = cands.shape[0]
+    filled = np.where(np.arange(k)[:, None, None] < count[None, :, None], cands, np.inf)
+    srt = np.sort(filled, axis=0)
+    lo = np.take_along_axis(srt, ((count - 1) // 2)[None, :, None].repeat(cands.shape[2], 2), 0)[0]
+    hi = np.take_along_axis(srt, (count // 2)[None, :, None].repeat(cands.shape[2], 2), 0)[0]
+    return (lo + hi) / 2.0
+
+
 def flow_fill(
     frames: np.ndarray, holes: np.ndarray, cum: np.ndarray, max_candidates: int = 3, max_side: int = 360,
     max_steps: int | None = None,
@@ -174,8 +186,8 @@ def flow_fill(
                 break
         seen = count > 0
         if seen.any():
-            stack = np.where(np.arange(max_candidates)[:, None, None] < count[None, :, None], cands, np.nan)
-            out[i, ys[seen], xs[seen]] = np.clip(np.round(np.nanmedian(stack[:, seen], axis=0)), 0, 255)
+            med = median_of_first(cands[:, seen], count[seen])
+            out[i, ys[seen], xs[seen]] = np.clip(np.round(med), 0, 255)
             unseen[i, ys[seen], xs[seen]] = False
     return out, unseen
 
@@ -212,8 +224,10 @@ def temporal_fill(
         take = ok & (np.cumsum(ok, axis=0) <= max_candidates)
         seen = take.any(0)
         if seen.any():
-            cand = np.where(take[..., None], vals, np.nan)[:, seen]
-            out[i, ys[seen], xs[seen]] = np.clip(np.round(np.nanmedian(cand, axis=0)), 0, 255).astype(np.uint8)
+            order = np.argsort(~take[:, seen], axis=0, kind="stable")  # taken candidates first, in order
+            cand = np.take_along_axis(vals[:, seen], order[..., None].repeat(3, 2), 0)
+            med = median_of_first(cand, take[:, seen].sum(0))
+            out[i, ys[seen], xs[seen]] = np.clip(np.round(med), 0, 255).astype(np.uint8)
         unseen[i, ys[seen], xs[seen]] = False
     return out, unseen
 

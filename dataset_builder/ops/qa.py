@@ -94,13 +94,14 @@ def recompose_psnr(frames: np.ndarray, fg: np.ndarray, bg: np.ndarray, alpha: np
 
 def bg_remnant(
     frames: np.ndarray, bg: np.ndarray, alpha: np.ndarray, max_side: int = 240, ring: float = 0.5,
-    threshold: float = 30.0, num_references: int = 6,
+    threshold: float = 30.0, num_references: int = 6, align_max_side: int = 360,
 ) -> float:
     """Moving bg pixels near the object, in units of the object's mean area (0 = clean).
 
     The region checked is the object grown by ``ring`` x its equivalent radius; the scene's own
     motion density elsewhere (water, foliage, other movers) is subtracted so only the excess counts.
-    Camera motion is taken from the blend (the same for every object of a clip, memoised).
+    Camera motion is taken from the blend (the same for every object of a clip, memoised), estimated at
+    ``align_max_side`` like the CPU inpainter's, so it is the inpainter's memoised estimate.
     """
     t, h, w = alpha.shape
     hard = alpha > 0
@@ -108,7 +109,7 @@ def bg_remnant(
     if obj_area.max() == 0 or t < 3:
         return 0.0
     scale = work_scale(h, w, max_side)
-    pairwise_h, _ = pairwise_homographies(frames, max_side=max_side)
+    pairwise_h, _ = pairwise_homographies(frames, max_side=align_max_side)
     s = np.diag([scale, scale, 1.0])
     cum = np.array([s @ c @ np.linalg.inv(s) for c in cumulative_homographies(pairwise_h)])
     small_bg = _resize(bg, scale)

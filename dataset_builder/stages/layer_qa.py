@@ -13,7 +13,7 @@ from __future__ import annotations
 import numpy as np
 
 from dataset_builder.config import PostprocessConfig, QAConfig
-from dataset_builder.ops.alpha import estimate_foreground_sequence, reconcile_layers, rematte_with_background
+from dataset_builder.ops.alpha import finish_layers, rematte_with_background
 from dataset_builder.ops.qa import gate, qa_scores
 from dataset_builder.stages.base import ClipStage, ClipState, empty_backgrounds, keep_objects
 
@@ -36,13 +36,13 @@ class LayerQAStage(ClipStage):
             if self.post.rematte:
                 masks[i] = np.stack([rematte_with_background(f, a, b, self.post.alpha_band, snap=self.post.alpha_snap)
                                      for f, a, b in zip(frames, masks[i], backgrounds[i])])
-            fgs.append(estimate_foreground_sequence(frames, masks[i], backgrounds[i], reg=self.post.fg_reg))
             matte = masks[i].copy()
-            if self.post.reconcile:
-                for t in range(len(frames)):
-                    masks[i][t], fgs[-1][t], backgrounds[i][t] = reconcile_layers(
-                        frames[t], masks[i][t], backgrounds[i][t], fgs[-1][t], self.post.reconcile_tol,
-                        self.post.reconcile_max_shadow)
+            p = self.post
+            layers = [finish_layers(f, a, b, p.fg_reg, p.reconcile, p.reconcile_tol, p.reconcile_max_shadow)
+                      for f, a, b in zip(frames, masks[i], backgrounds[i])]
+            masks[i] = np.stack([x[0] for x in layers])
+            fgs.append(np.stack([x[1] for x in layers]))
+            backgrounds[i] = np.stack([x[2] for x in layers])
             scores = qa_scores(frames, fgs[-1], backgrounds[i], masks[i], band=max(1, self.post.alpha_band),
                                remnant_max_side=self.qa.remnant_max_side, matte=matte)
             obj.scores.update(scores)

@@ -8,6 +8,7 @@ from dataset_builder.ops.alpha import (
     _solve_sym3,
     edge_band,
     estimate_foreground,
+    finish_layers,
     guided_filter,
     min_alpha,
     reconcile_layers,
@@ -166,3 +167,14 @@ def test_reconcile_layers_recomposes_the_ring_without_putting_the_object_back():
     # nothing moves outside the hole or inside the opaque core
     assert np.array_equal(alpha[~hole], matte[~hole]) and np.array_equal(bg2[~hole], inpainted[~hole])
     assert np.array_equal(fg2[matte == 255], frame[matte == 255])
+
+
+def test_finish_layers_in_the_object_window_matches_the_whole_frame_ops():
+    frame, matte, inpainted, *_ = _ring_scene(size=160)
+    big = lambda x: np.pad(x, ((0, 64), (0, 96)) + ((0, 0),) * (x.ndim - 2), mode="edge")  # noqa: E731
+    frame, matte, inpainted = big(frame), big(matte), big(inpainted)
+    alpha, fg, bg = finish_layers(frame, matte, inpainted)
+    ref = reconcile_layers(frame, matte, inpainted, estimate_foreground(frame, matte, inpainted))
+    assert (np.abs(alpha.astype(int) - ref[0]) <= 2).mean() > 0.999
+    assert (np.abs(fg.astype(int) - ref[1]).max(-1) <= 4).mean() > 0.999
+    assert np.array_equal(bg, ref[2])

@@ -84,3 +84,13 @@ def test_point_sampling_handles_more_points_than_remap_rows():
     ys, xs = np.mgrid[0:300, 0:200]
     pts = np.stack([xs.ravel(), ys.ravel()], 1).astype(np.float32)  # 60000 > 32767
     assert np.array_equal(_sample(img, pts), img.ravel())
+
+
+def test_median_of_first_matches_nanmedian():
+    from dataset_builder.ops.inpaint import median_of_first
+
+    rng = np.random.default_rng(0)
+    cands = rng.integers(0, 256, (5, 300, 3)).astype(np.float32)
+    count = rng.integers(1, 6, 300)
+    padded = np.where(np.arange(5)[:, None, None] < count[None, :, None], cands, np.nan)
+    np.testing.assert_allclose(median_of_first(cands, count), np.nanmedian(padded, axis=0))
