@@ -91,7 +91,9 @@ def backend_revision(kind: str, spec: BackendSpec, model_root: str | None = None
             path = spec.model_copy(update={"model_dir": default}).resolved_model_dir(model_root)
     if path is not None:
         parts.append(f"model={model_fingerprint(path)}")
-    for key, value in sorted(spec.options.items()):  # data files that change outputs (vocabulary, thresholds)
+    # data files that change outputs (vocabulary, thresholds), the backend's shipped defaults included
+    defaults = getattr(_factory_class(kind, spec.name), "default_option_paths", {})
+    for key, value in sorted({**defaults, **spec.options}.items()):
         if key.endswith("_path") and isinstance(value, str) and Path(value).is_file():
             parts.append(f"{key}={model_fingerprint(value)}")
     versions = library_versions(backend_distributions(kind, spec.name))

@@ -166,6 +166,8 @@ class SiglipTagger:
     """
 
     default_subdir = "siglip-so400m-patch14-384"
+    #: Data files used when the option is not given (their fingerprints enter the backend revision).
+    default_option_paths = {"vocab_path": str(VOCAB_PATH)}
     default_resources = Resources(num_cpus=1, num_gpus=0.125, batch_size=16, concurrency=8)
 
     def __init__(self, spec: BackendSpec) -> None:
@@ -180,7 +182,7 @@ class SiglipTagger:
         self.threshold = float(opts.get("threshold", 0.1))
         self.max_tags = int(opts.get("max_tags", 20))
         self.num_frames = int(opts.get("num_frames", 4))
-        self.vocab = load_vocab(opts.get("vocab_path", VOCAB_PATH))
+        self.vocab = load_vocab(opts.get("vocab_path", self.default_option_paths["vocab_path"]))
         self.min_subjects = int(opts.get("min_subjects", 1))
         self.template = template = str(opts.get("prompt", "a photo of a {}."))
 

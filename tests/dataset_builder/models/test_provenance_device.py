@@ -106,3 +106,25 @@ def test_option_data_files_enter_the_revision(tmp_path):
     assert f"thresholds_path={provenance.model_fingerprint(thresholds)}" in first
     thresholds.write_text('{"thresholds": {"dog": 0.4}}')
     assert provenance.backend_revision("tag", spec) != first
+
+
+def test_the_shipped_default_vocabulary_enters_the_revision(tmp_path, monkeypatch):
+    """Without options.vocab_path the tagger reads its shipped vocabulary: a builder upgrade that changes that
+    file (as RAM's tag list replacing the curated words did) must give new clip ids too, or a resumed build
+    mixes samples tagged from two vocabularies under one processing hash."""
+    from dataset_builder.models.hf import siglip_tagger
+
+    d = _model_dir(tmp_path)
+    spec = BackendSpec(name="siglip", model_dir=str(d))
+    shipped = provenance.backend_revision("tag", spec)
+    assert f"vocab_path={provenance.model_fingerprint(siglip_tagger.VOCAB_PATH)}" in shipped
+    vocab = tmp_path / "ram_vocab.txt"
+    vocab.write_text("dog\tsubject\n")
+    monkeypatch.setattr(siglip_tagger.SiglipTagger, "default_option_paths", {"vocab_path": str(vocab)})
+    first = provenance.backend_revision("tag", spec)
+    vocab.write_text("dog\tsubject\ncat\tsubject\n")
+    assert first != shipped and provenance.backend_revision("tag", spec) != first
+    explicit = tmp_path / "mine.txt"
+    explicit.write_text("cow\tsubject\n")  # an explicit vocab_path replaces the default in the revision
+    mine = provenance.backend_revision("tag", spec.model_copy(update={"options": {"vocab_path": str(explicit)}}))
+    assert f"vocab_path={provenance.model_fingerprint(explicit)}" in mine and mine.count("vocab_path=") == 1
