@@ -97,6 +97,9 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     if not 0 < args.precision <= 1:
         raise ValueError(f"--precision must be in (0, 1], got {args.precision}")
+    if args.out.resolve().is_relative_to(Path(args.model_dir).resolve()):
+        raise ValueError(f"--out {args.out}: write the thresholds file outside the model dir (e.g. beside it); "
+                         "inside, it changes the model fingerprint it records and the tagger refuses it")
     from dataset_builder.models.hf.siglip_tagger import SiglipTagger
 
     options = {"vocab_path": args.vocab_path} if args.vocab_path else {}

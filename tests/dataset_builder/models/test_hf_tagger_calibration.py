@@ -105,3 +105,13 @@ def test_text_embedding_cache_is_not_reused_across_library_versions(hf_siglip_di
                         lambda dists: {**real(dists), "transformers": "99.0.0"})
     SiglipTagger(spec)
     assert len(list(cache.glob("*.npy"))) == 2  # another transformers: its own entry
+
+
+def test_a_thresholds_file_inside_the_model_dir_is_refused_up_front(hf_siglip_dir, labelled):
+    """The file would become part of the model directory's fingerprint, which it records: the tagger would
+    then refuse it as calibrated for another model. Say so before scoring anything."""
+    args = ["--model-dir", str(hf_siglip_dir), "--labels", str(labelled / "labels.jsonl"),
+            "--vocab-path", str(labelled / "vocab.txt"), "--out", str(hf_siglip_dir / "thresholds.json")]
+    with pytest.raises(ValueError, match="outside the model dir"):
+        calibrate_tagger.main(args)
+    assert not (hf_siglip_dir / "thresholds.json").exists()
