@@ -39,4 +39,5 @@ def test_davis_sequence_yields_the_right_object_with_its_background_removed(tmp_
     assert seq["wrong_object_share"] == 0.0 and seq["empty_alpha_share"] == 0.0, seq
     # the car must be gone from the background layer (true-object pixels left unchanged there)
     assert seq["bg_unchanged_share"] <= 0.1, seq
+    evalq.write_sheet(result["rows"], Path(result["sheet"]))  # evaluate() returns the rows; main() writes them
     assert Path(result["sheet"]).is_file()
