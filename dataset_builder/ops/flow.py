@@ -60,12 +60,39 @@ def propagate(mask: np.ndarray, start: int, stop: int, to_prev: np.ndarray, to_n
     return np.stack(out)
 
 
+def _centroid(mask: np.ndarray) -> np.ndarray | None:
+    m = cv2.moments(mask.astype(np.float32))
+    return None if m["m00"] <= 1e-6 else np.array([m["m10"] / m["m00"], m["m01"] / m["m00"]], np.float32)
+
+
+def shift(mask: np.ndarray, offset: np.ndarray) -> np.ndarray:
+    """Translate a float mask by ``offset`` = (dx, dy) pixels (bilinear, outside reads 0)."""
+    if not np.any(offset):
+        return mask
+    m = np.float32([[1, 0, offset[0]], [0, 1, offset[1]]])
+    return cv2.warpAffine(mask, m, mask.shape[::-1], flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT)
+
+
+def _drift_corrected(seq: np.ndarray, target: np.ndarray) -> np.ndarray:
+    """``seq`` (frames from one anchor to the next, propagated by flow) with the residual offset between
+    where flow put the mask at the far end and where the far anchor really is spread linearly over the
+    frames: when flow follows the object the residual is ~0 and nothing changes; when a fast mover
+    outran it (the mask stayed with the background) the object still moves from one anchor to the next."""
+    end, goal = _centroid(seq[-1] >= 0.5), _centroid(target >= 0.5)
+    if end is None or goal is None:
+        return seq
+    residual = goal - end
+    n = len(seq) - 1
+    return np.stack([seq[0], *(shift(seq[i], residual * (i / n)) for i in range(1, n + 1))]) if n else seq
+
+
 def interpolate_anchors(anchors: dict[int, np.ndarray], num_frames: int, to_prev: np.ndarray,
-                        to_next: np.ndarray) -> np.ndarray:
+                        to_next: np.ndarray, correct_drift: bool = True) -> np.ndarray:
     """Float (T, H, W) masks from masks known at some frames (``anchors``): between two anchors, the
     forward-warped earlier one and the backward-warped later one are blended by temporal distance
-    (each is reliable near its own keyframe); before the first / after the last anchor, the nearest one
-    is propagated."""
+    (each is reliable near its own keyframe), each first drift-corrected towards the other anchor
+    (``correct_drift``, see :func:`_drift_corrected`); before the first / after the last anchor, the
+    nearest one is propagated."""
     keys = sorted(anchors)
     if not keys:
         raise ValueError("no anchors")
@@ -75,7 +102,10 @@ def interpolate_anchors(anchors: dict[int, np.ndarray], num_frames: int, to_prev
     out[keys[-1]:] = propagate(anchors[keys[-1]], keys[-1], num_frames - 1, to_prev, to_next)
     for a, b in zip(keys, keys[1:]):
         fwd = propagate(anchors[a], a, b, to_prev, to_next)
-        bwd = propagate(anchors[b], b, a, to_prev, to_next)[::-1]
+        bwd = propagate(anchors[b], b, a, to_prev, to_next)
+        if correct_drift:
+            fwd, bwd = _drift_corrected(fwd, anchors[b]), _drift_corrected(bwd, anchors[a])
+        bwd = bwd[::-1]
         wgt = np.linspace(0.0, 1.0, b - a + 1, dtype=np.float32)[:, None, None]
         out[a : b + 1] = (1 - wgt) * fwd + wgt * bwd
     for k in keys:

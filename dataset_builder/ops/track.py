@@ -30,11 +30,18 @@ def _area_ok(a: float, b: float, max_ratio: float) -> bool:
     return a > 0 and b > 0 and max(a, b) / min(a, b) <= max_ratio
 
 
+def _sizes_ok(t_area: float, c_area: float, max_ratio: float, ref_area: float | None) -> bool:
+    """The candidate's size is consistent with the propagated mask's or with the track's recent anchors'
+    (flow that lost a fast mover shrinks or smears the propagated mask; a real approach grows it)."""
+    return _area_ok(t_area, c_area, max_ratio) or (ref_area is not None and _area_ok(ref_area, c_area, max_ratio))
+
+
 def associate(tracked: list[np.ndarray], candidates: list[np.ndarray], min_iou: float,
-              max_area_ratio: float = np.inf) -> list[tuple[int, int]]:
+              max_area_ratio: float = np.inf, ref_areas: list[float] | None = None) -> list[tuple[int, int]]:
     """Optimal one-to-one (track, candidate) pairs by IoU (Hungarian), keeping pairs with IoU >= min_iou
     whose areas differ by at most ``max_area_ratio`` (a region that doubles between two keyframes is a
-    segmentation that merged with, or lost, something: re-anchoring on it would carry the error on)."""
+    segmentation that merged with, or lost, something: re-anchoring on it would carry the error on).
+    ``ref_areas``: each track's typical anchor area, a second size reference (see :func:`_sizes_ok`)."""
     if not tracked or not candidates:
         return []
     iou = iou_matrix(tracked, candidates)
@@ -42,7 +49,7 @@ def associate(tracked: list[np.ndarray], candidates: list[np.ndarray], min_iou: 
     c_area = [float(m.sum()) for m in candidates]
     for i in range(len(tracked)):
         for j in range(len(candidates)):
-            if not _area_ok(t_area[i], c_area[j], max_area_ratio):
+            if not _sizes_ok(t_area[i], c_area[j], max_area_ratio, ref_areas[i] if ref_areas else None):
                 iou[i, j] = 0.0
     rows, cols = linear_sum_assignment(-iou)
     return [(int(r), int(c)) for r, c in zip(rows, cols) if iou[r, c] >= min_iou]
@@ -56,10 +63,11 @@ def _centroid_area(mask: np.ndarray) -> tuple[np.ndarray, float]:
 
 
 def associate_by_position(tracked: list[np.ndarray], candidates: list[np.ndarray], reach: float = 1.0,
-                          max_area_ratio: float = 2.5) -> list[tuple[int, int]]:
+                          max_area_ratio: float = 2.5, ref_areas: list[float] | None = None,
+                          ) -> list[tuple[int, int]]:
     """Second-chance pairs for what IoU could not match (flow lost a fast mover): a candidate of similar
-    size (area ratio <= ``max_area_ratio``) whose centroid is within ``reach`` x (sum of both objects'
-    sqrt(area)) of the propagated mask's; optimal by distance."""
+    size (area ratio <= ``max_area_ratio``, see :func:`associate` for ``ref_areas``) whose centroid is
+    within ``reach`` x (sum of both objects' sqrt(area)) of the propagated mask's; optimal by distance."""
     if not tracked or not candidates:
         return []
     t_stats = [_centroid_area(m) for m in tracked]
@@ -67,14 +75,19 @@ def associate_by_position(tracked: list[np.ndarray], candidates: list[np.ndarray
     big = 1e9
     cost = np.full((len(tracked), len(candidates)), big)
     for i, (ct, at) in enumerate(t_stats):
+        ref = ref_areas[i] if ref_areas else None
         for j, (cc, ac) in enumerate(c_stats):
-            if not _area_ok(at, ac, max_area_ratio):
+            if not at or not _sizes_ok(at, ac, max_area_ratio, ref):
                 continue
             dist = float(np.linalg.norm(ct - cc))
-            if dist <= reach * (np.sqrt(at) + np.sqrt(ac)):
+            if dist <= reach * (np.sqrt(max(at, ref or 0.0)) + np.sqrt(ac)):
                 cost[i, j] = dist
     rows, cols = linear_sum_assignment(cost)
     return [(int(r), int(c)) for r, c in zip(rows, cols) if cost[r, c] < big]
+
+
+#: How many of a track's latest anchors give its size reference (median area).
+RECENT_ANCHORS = 3
 
 
 @dataclass
@@ -92,6 +105,10 @@ def track_keyframes(
     min_iou: float = 0.3,
     reach: float = 1.0,
     max_area_ratio: float = 2.0,
+    stitch_area_ratio: float = 0.0,
+    redetect: Callable[[np.ndarray, int], np.ndarray | None] | None = None,
+    min_anchors_to_redetect: int = 2,
+    max_redetect: int = 1,
 ) -> list[Track]:
     """Link per-keyframe candidate masks into tracks.
 
@@ -100,33 +117,91 @@ def track_keyframes(
     creation order, each with the candidate index it was anchored on at each keyframe it was found.
     Pairs are matched by IoU first; what is left over gets one position-based chance
     (:func:`associate_by_position`, ``reach`` 0 disables it). A candidate whose area differs from the
-    propagated track's by more than ``max_area_ratio`` is not matched to it.
+    propagated track's by more than ``max_area_ratio`` is not matched to it. With ``stitch_area_ratio``
+    > 0, track fragments are then joined end to start (:func:`stitch_tracks`).
+
+    ``redetect(predicted_mask, frame)``: for up to ``max_redetect`` tracks per keyframe (most anchors
+    first) with at least ``min_anchors_to_redetect`` anchors that no candidate matched, a targeted
+    re-detection where the track is predicted (SAM-Track's box prompt from the previous frame: a small
+    or fast object the whole-frame detector missed); a mask it returns (size-checked like any
+    candidate) is appended to ``candidates[k]`` and anchors the track.
     """
     tracks: list[Track] = []
     last_mask: list[np.ndarray] = []
     last_frame: list[int] = []
+    areas: list[list[float]] = []  # anchor areas per track; the median of the last few is the size reference
     for k, (frame, cands) in enumerate(zip(keyframes, candidates)):
         predicted = [propagate(m, f, frame) for m, f in zip(last_mask, last_frame)]
-        pairs = associate(predicted, cands, min_iou, max_area_ratio)
+        refs = [float(np.median(a[-RECENT_ANCHORS:])) for a in areas]
+        pairs = associate(predicted, cands, min_iou, max_area_ratio, refs)
         if reach > 0:
             left_t = [i for i in range(len(predicted)) if i not in {p[0] for p in pairs}]
             left_c = [j for j in range(len(cands)) if j not in {p[1] for p in pairs}]
             extra = associate_by_position([predicted[i] for i in left_t], [cands[j] for j in left_c], reach,
-                                          max_area_ratio)
+                                          max_area_ratio, [refs[i] for i in left_t])
             pairs += [(left_t[a], left_c[b]) for a, b in extra]
+        if redetect is not None:
+            paired = {p[0] for p in pairs}
+            lost = [ti for ti in range(len(predicted)) if ti not in paired and predicted[ti].any()
+                    and len(tracks[ti].anchors) >= min_anchors_to_redetect]
+            for ti in sorted(lost, key=lambda i: -len(tracks[i].anchors))[:max_redetect]:
+                mask = redetect(predicted[ti], frame)
+                if mask is not None and mask.any() and _sizes_ok(float(predicted[ti].sum()), float(mask.sum()),
+                                                                 max_area_ratio, refs[ti]):
+                    cands = candidates[k] = [*cands, mask]
+                    pairs.append((ti, len(cands) - 1))
         matched = set()
         iou = iou_matrix(predicted, cands) if pairs else None
         for ti, ci in pairs:
             tracks[ti].anchors[k] = ci
             tracks[ti].match_ious.append(float(iou[ti, ci]))
             last_mask[ti], last_frame[ti] = cands[ci], frame
+            areas[ti].append(float(cands[ci].sum()))
             matched.add(ci)
         for ci, mask in enumerate(cands):
             if ci not in matched:
                 tracks.append(Track(anchors={k: ci}))
                 last_mask.append(mask)
                 last_frame.append(frame)
+                areas.append([float(mask.sum())])
+    if stitch_area_ratio > 0:
+        tracks = stitch_tracks(tracks, keyframes, candidates, propagate, reach or 1.0, stitch_area_ratio)
     return tracks
+
+
+def stitch_tracks(tracks: list[Track], keyframes: list[int], candidates: list[list[np.ndarray]],
+                  propagate: Callable[[np.ndarray, int, int], np.ndarray], reach: float = 1.0,
+                  max_area_ratio: float = 3.0) -> list[Track]:
+    """Join a track that ends to one that starts at the next keyframe near where the first one's last
+    anchor, carried by flow, lands (centroid within ``reach`` x the sum of both sqrt(areas), areas within
+    ``max_area_ratio``). Online association breaks a fast mover into such fragments when one keyframe
+    segmentation is much larger or smaller than the last (merged with its surroundings, or cut): the
+    size gate that keeps a bad region from re-anchoring a track also keeps the object's next good one
+    from continuing it. Pairs are joined closest first, each fragment end and start used once."""
+    tracks = [Track(dict(t.anchors), list(t.match_ious)) for t in tracks]
+    while True:
+        best = None
+        for a, ta in enumerate(tracks):
+            ka = max(ta.anchors)
+            for b, tb in enumerate(tracks):
+                kb = min(tb.anchors)
+                if a == b or kb != ka + 1:
+                    continue
+                src = candidates[ka][ta.anchors[ka]]
+                ct, at = _centroid_area(propagate(src, keyframes[ka], keyframes[kb]))
+                cc, ac = _centroid_area(candidates[kb][tb.anchors[kb]])
+                a0 = float(src.sum())
+                if not at or not _area_ok(max(at, a0), ac, max_area_ratio):
+                    continue
+                dist = float(np.linalg.norm(ct - cc))
+                if dist <= reach * (np.sqrt(max(at, a0)) + np.sqrt(ac)) and (best is None or dist < best[0]):
+                    best = (dist, a, b)
+        if best is None:
+            return tracks
+        _, a, b = best
+        tracks[a].anchors.update(tracks[b].anchors)
+        tracks[a].match_ious += [0.0, *tracks[b].match_ious]
+        del tracks[b]
 
 
 def keyframe_indices(num_frames: int, interval: int) -> list[int]:

@@ -18,7 +18,6 @@ line naming the fetch command and falls back to the motion-only segmenter, unles
 from __future__ import annotations
 
 import logging
-from collections import Counter
 from pathlib import Path
 from typing import Literal
 
@@ -69,10 +68,20 @@ class KeyframeSegmenterOptions(Options):
     match_reach: float = Field(1.0, ge=0)
     #: A keyframe region whose area differs from the propagated track's by more than this is not its match.
     match_area_ratio: float = Field(1.8, ge=1)
+    #: Fragments of one track (broken by a keyframe region of very different size) are joined end to
+    #: start when the next one begins where flow carries the last (areas within this ratio; 0: off).
+    stitch_area_ratio: float = Field(4.0, ge=0)
+    #: A track no keyframe candidate matched is looked for again by U^2-Net on a box around where flow
+    #: predicts it (margin: share of the box size added on each side, for fast movers).
+    redetect_lost: bool = True
+    redetect_margin: float = Field(0.5, ge=0)
     #: Tracks must be anchored on at least this share of keyframes.
     min_keyframe_share: float = Field(0.6, ge=0, le=1)
     flow_preset: str = Field("medium", pattern="^(ultrafast|fast|medium)$")
     max_objects: int = Field(4, ge=1)
+    #: Naming a class (see vote_label): share of keyframes its boxes were seen on, their mean confidence.
+    label_min_share: float = Field(0.5, ge=0, le=1)
+    label_min_confidence: float = Field(0.5, ge=0, le=1)
     threads: int = Field(1, ge=1)
     #: Options of the motion-only fallback (see MotionSegmenterTracker).
     fallback: dict = Field(default_factory=dict)
@@ -120,8 +129,19 @@ class KeyframeSegmenterTracker:
         def carry(mask: np.ndarray, src: int, dst: int) -> np.ndarray:
             return propagate(mask.astype(np.float32), src, dst, to_prev, to_next)[-1] >= 0.5
 
-        tracks = track_keyframes(keys, [[c[0] for c in f] for f in found], carry, o.match_iou, o.match_reach,
-                                 o.match_area_ratio)
+        redetected: dict[int, tuple[np.ndarray, str, float]] = {}
+
+        def redetect(predicted: np.ndarray, frame: int) -> np.ndarray | None:
+            hit = self._segment_near(frames[frame], predicted, (sh, sw), (h / sh, w / sw))
+            if hit is not None:
+                redetected[id(hit[0])] = hit
+            return None if hit is None else hit[0]
+
+        masks_by_key = [[c[0] for c in f] for f in found]
+        tracks = track_keyframes(keys, masks_by_key, carry, o.match_iou, o.match_reach, o.match_area_ratio,
+                                 o.stitch_area_ratio, redetect if o.redetect_lost else None)
+        for k, masks in enumerate(masks_by_key):  # re-detections that anchored a track join the candidates
+            found[k] += [redetected[id(m)] for m in masks[len(found[k]):]]
         need = max(2, int(np.ceil(o.min_keyframe_share * len(keys))))
         out = []
         for tr in tracks:
@@ -129,7 +149,8 @@ class KeyframeSegmenterTracker:
                 continue
             anchors = {keys[k]: found[k][ci][0].astype(np.float32) for k, ci in tr.anchors.items()}
             soft = interpolate_anchors(anchors, t, to_prev, to_next)
-            labels = Counter(found[k][ci][1] for k, ci in tr.anchors.items())
+            label = vote_label([found[k][ci][1] for k, ci in tr.anchors.items()], len(keys),
+                               o.label_min_share, o.label_min_confidence)
             saliency = float(np.mean([found[k][ci][2] for k, ci in tr.anchors.items()]))
             hit = len(tr.anchors) / len(keys)
             drift = float(np.mean(tr.match_ious)) if tr.match_ious else 1.0
@@ -138,7 +159,7 @@ class KeyframeSegmenterTracker:
             # Hard masks: the shared matte stage turns them into a core plus a thin soft band.
             masks = (resize_masks((soft >= 0.5).astype(np.uint8) * 255, h, w) >= 128).astype(np.uint8) * 255
             out.append(TrackedObject(
-                label=_pick_label(labels), masks=masks, score=float(score),
+                label=label, masks=masks, score=float(score),
                 extras={"keyframe_share": hit, "saliency": saliency, "match_iou": drift,
                         "relative_motion": float(motion)},
             ))
@@ -146,8 +167,8 @@ class KeyframeSegmenterTracker:
         return out[: o.max_objects]
 
     # -- keyframe candidates ------------------------------------------------------------------
-    def _candidates(self, frame: np.ndarray, size: tuple[int, int]) -> list[tuple[np.ndarray, str, float]]:
-        """[(bool mask at work size, label, mean saliency)] for one keyframe."""
+    def _candidates(self, frame: np.ndarray, size: tuple[int, int]) -> list[tuple[np.ndarray, dict, float]]:
+        """[(bool mask at work size, {class: best box confidence}, mean saliency)] for one keyframe."""
         o = self.options
         sh, sw = size
         sal = cv2.resize(self.u2net(frame), (sw, sh), interpolation=cv2.INTER_LINEAR)
@@ -156,25 +177,53 @@ class KeyframeSegmenterTracker:
         cands = []
         used = [False] * len(dets)
         for comp in comps:
-            labels = []
+            classes: dict[str, float] = {}
             for i, d in enumerate(dets):
                 x0, y0, x1, y1 = d.box
                 box_area = max(1, (x1 - x0) * (y1 - y0))
                 if comp[y0:y1, x0:x1].sum() >= o.box_covered * box_area:
-                    labels.append((d.score * box_area, d.label))
+                    classes[d.label] = max(classes.get(d.label, 0.0), d.score)
                     used[i] = True
-            cands.append((comp, _join_labels(labels), float(sal[comp].mean())))
+            cands.append((comp, classes, float(sal[comp].mean())))
         crops = [d for d, u in zip(dets, used) if not u][: o.max_box_crops]
         fh, fw = frame.shape[:2]
         for d in crops:
             mask = self._segment_box(frame, d.box, (sh, sw), (fh / sh, fw / sw))
             if mask is not None and not any(_iou(mask, c[0]) > 0.5 for c in cands):
-                cands.append((mask, d.label, d.score))
+                cands.append((mask, {d.label: d.score}, d.score))
         if self.person is not None:
             people = [d for d in dets if d.label == "person"][: o.max_person_crops]
-            masks = [self._segment_box(frame, d.box, (sh, sw), (fh / sh, fw / sw), self.person) for d in people]
-            cands = merge_person_masks(cands, [(m, d.score) for m, d in zip(masks, people) if m is not None])
+            found = [(self._segment_box(frame, d.box, (sh, sw), (fh / sh, fw / sw), self.person), d.score)
+                     for d in people]
+            cands = _merge_people(cands, [(pm, sc) for pm, sc in found if pm is not None])
         return cands
+
+    def _segment_near(self, frame: np.ndarray, predicted: np.ndarray, size, ratio):
+        """U^2-Net on an enlarged box around where a lost track is predicted; the component that overlaps
+        the prediction most (by IoU with the prediction grown by the margin), as (mask, label, saliency)."""
+        o = self.options
+        sh, sw = size
+        ys, xs = np.nonzero(predicted)
+        x0, x1, y0, y1 = xs.min(), xs.max() + 1, ys.min(), ys.max() + 1
+        mx, my = o.redetect_margin * (x1 - x0) + 4, o.redetect_margin * (y1 - y0) + 4
+        cx0, cy0 = max(0, int(x0 - mx)), max(0, int(y0 - my))
+        cx1, cy1 = min(sw, int(np.ceil(x1 + mx))), min(sh, int(np.ceil(y1 + my)))
+        if (cx1 - cx0) * (cy1 - cy0) > o.max_area_fraction * sh * sw:
+            return None  # as large as the frame: the whole-frame pass already looked there
+        fx0, fy0 = int(cx0 * ratio[1]), int(cy0 * ratio[0])
+        fx1, fy1 = max(fx0 + 8, int(cx1 * ratio[1])), max(fy0 + 8, int(cy1 * ratio[0]))
+        prob = cv2.resize(self.u2net(frame[fy0:fy1, fx0:fx1]), (cx1 - cx0, cy1 - cy0), interpolation=cv2.INTER_LINEAR)
+        full = np.zeros((sh, sw), np.float32)
+        full[cy0:cy1, cx0:cx1] = prob
+        grown = cv2.dilate(predicted.astype(np.uint8), np.ones((9, 9), np.uint8)).astype(bool)
+        best, best_iou = None, 0.0
+        for comp in _components(full >= o.saliency_threshold, o.min_area_fraction / 4, o.max_area_fraction):
+            score = _iou(comp, grown)
+            if score > best_iou:
+                best, best_iou = comp, score
+        if best is None or best_iou < o.match_iou:
+            return None
+        return best, {}, float(full[best].mean())
 
     def _segment_box(self, frame: np.ndarray, box, size, ratio, net=None) -> np.ndarray | None:
         """``net`` (default U^2-Net) on the enlarged box crop (full resolution); the component filling
@@ -201,6 +250,16 @@ class KeyframeSegmenterTracker:
         return best if best_fill >= 0.2 else None
 
 
+def _merge_people(cands: list[tuple[np.ndarray, dict, float]], people: list[tuple[np.ndarray, float]],
+                  ) -> list[tuple[np.ndarray, dict, float]]:
+    """:func:`~dataset_builder.ops.person.merge_person_masks` on candidates that carry class votes
+    ({class: confidence}): a region whose only class is person is "person" there; a mask it puts in
+    (a person's own, or the person model's outline of a person-only region) votes person."""
+    classes = {id(m): c for m, c, _ in cands}
+    merged = merge_person_masks([(m, " and ".join(sorted(c)) or SALIENT_LABEL, sc) for m, c, sc in cands], people)
+    return [(m, classes.get(id(m), {"person": sc}), sc) for m, _, sc in merged]
+
+
 def _components(mask: np.ndarray, min_frac: float, max_frac: float) -> list[np.ndarray]:
     n, lab, stats, _ = cv2.connectedComponentsWithStats(mask.astype(np.uint8), connectivity=8)
     area = mask.size
@@ -223,19 +282,43 @@ def _iou(a: np.ndarray, b: np.ndarray) -> float:
     return float(np.logical_and(a, b).sum() / union) if union else 0.0
 
 
-def _join_labels(weighted: list[tuple[float, str]]) -> str:
-    """Classes of the boxes a region covers, largest first, each once ("person and horse")."""
-    names: list[str] = []
-    for _, name in sorted(weighted, reverse=True):
-        if name not in names:
-            names.append(name)
-    return " and ".join(names[:2]) if names else SALIENT_LABEL
+#: COCO classes YOLOv3-tiny confuses within their group (a dog is a "sheep", a van a "truck") under a
+#: name that is still true; classes outside these groups have no honest generic word but "object".
+GROUP_OF = {
+    **{c: "animal" for c in ("bird", "cat", "dog", "horse", "sheep", "cow", "elephant", "bear", "zebra",
+                             "giraffe")},
+    **{c: "vehicle" for c in ("bicycle", "car", "motorcycle", "airplane", "bus", "train", "truck", "boat")},
+}
 
 
-def _pick_label(votes: Counter) -> str:
-    """Majority class over the anchors; a class beats the generic label."""
-    named = [(n, c) for n, c in votes.most_common() if n != SALIENT_LABEL]
-    return named[0][0] if named else SALIENT_LABEL
+def vote_label(votes: list[dict[str, float]], num_keyframes: int, min_share: float = 0.5,
+               min_confidence: float = 0.5) -> str:
+    """The label of a track from the class boxes its keyframe regions covered (``votes``: one
+    {class: confidence} per anchor), precision first. A class is named only when it was seen on at
+    least ``min_share`` of the keyframes with mean confidence >= ``min_confidence`` and no other class
+    of its group competes (YOLOv3-tiny calls the DAVIS dog a "sheep" on 2 of 9 keyframes). Otherwise
+    its group ("animal", "vehicle") when the group was seen on at least two keyframes; otherwise
+    :data:`SALIENT_LABEL` (a placeholder, see ``models.base.is_placeholder``). Up to two names join
+    ("person and horse" for a rider)."""
+    seen: dict[str, list[float]] = {}
+    for vote in votes:
+        for name, conf in vote.items():
+            seen.setdefault(name, []).append(conf)
+    need = min_share * max(1, num_keyframes)
+    names: list[tuple[float, str]] = []
+    for name, confs in seen.items():
+        group = GROUP_OF.get(name)
+        rivals = group is not None and any(GROUP_OF.get(o) == group for o in seen if o != name)
+        if len(confs) >= need and float(np.mean(confs)) >= min_confidence and not rivals:
+            names.append((sum(confs), name))
+    named_groups = {GROUP_OF.get(x) for _, x in names}
+    for group in sorted(set(GROUP_OF.values()) - named_groups):
+        anchors = [max(c for n, c in v.items() if GROUP_OF.get(n) == group) for v in votes
+                   if any(GROUP_OF.get(n) == group for n in v)]
+        if len(anchors) >= 2:
+            names.append((sum(anchors), group))
+    names.sort(reverse=True)
+    return " and ".join(x for _, x in names[:2]) if names else SALIENT_LABEL
 
 
 def _relative_motion(masks: np.ndarray, to_prev: np.ndarray) -> float:

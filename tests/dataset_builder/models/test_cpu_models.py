@@ -117,3 +117,20 @@ def test_keyframe_segmenter_tracks_a_salient_moving_square_with_its_identity():
     best = max(objs, key=lambda o: ((o.masks >= 128) & gt).sum())
     ious = [((m >= 128) & g).sum() / ((m >= 128) | g).sum() for m, g in zip(best.masks, gt)]
     assert min(ious) > 0.6, ious
+
+
+def test_labels_name_a_class_only_on_consistent_evidence_else_its_group_else_a_placeholder():
+    from dataset_builder.models.base import is_placeholder
+    from dataset_builder.models.cpu.keyframe_segmenter import vote_label
+
+    none = [{}] * 9
+    # the DAVIS dog: "sheep" on 2 of 9 keyframes -> the honest group name, not the wrong class
+    assert vote_label([{"sheep": 0.66}, {}, {"sheep": 0.64}, *none[3:]], 9) == "animal"
+    assert vote_label([{"horse": 0.7, "person": 0.6}] * 6 + none[:3], 9) in ("horse and person", "person and horse")
+    # dog and sheep both seen: the group, never one of the two
+    assert vote_label([{"dog": 0.7}, {"sheep": 0.8}] * 3, 6) == "animal"
+    # a lone or a group-less weak class ("frisbee" on a synthetic blob) stays a placeholder
+    assert is_placeholder(vote_label([{"frisbee": 0.7}, {"frisbee": 0.4}, *none[2:]], 9))
+    assert is_placeholder(vote_label([{"dog": 0.49}, *none[1:]], 9))
+    assert vote_label([{"person": 0.8}] * 5 + none[:4], 9) == "person"
+    assert vote_label([{"person": 0.3}] * 9, 9) == vote_label(none, 9)  # seen often but never confidently

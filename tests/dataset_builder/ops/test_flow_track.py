@@ -138,3 +138,70 @@ def test_a_keyframe_region_twice_the_size_does_not_re_anchor_the_track():
     assert associate([obj], [merged], 0.2) == [(0, 0)]  # IoU alone would accept it
     tracks = track_keyframes([0, 2], [[obj], [merged]], lambda m, s, d: m, min_iou=0.2)
     assert [t.anchors for t in tracks] == [{0: 0}, {1: 0}]
+
+
+def test_drift_correction_moves_a_mask_flow_lost_from_one_anchor_to_the_next():
+    """Flow that lost a fast mover (zero flow: the mask stays with the background): the frames between
+    two anchors still follow the object, by the residual offset spread over the gap."""
+    h, w, size = 60, 160, 16
+    gt = np.stack([_box(h, w, 10 + 15 * t, 20, size) for t in range(5)])
+    zero = np.zeros((4, h, w, 2), np.float32)
+    anchors = {0: gt[0].astype(np.float32), 4: gt[4].astype(np.float32)}
+    lost = interpolate_anchors(anchors, 5, zero, zero, correct_drift=False)
+    fixed = interpolate_anchors(anchors, 5, zero, zero)
+    assert _iou(lost[2] >= 0.5, gt[2]) < 0.2  # the two ghosts at the anchors' places
+    assert min(_iou(fixed[t] >= 0.5, gt[t]) for t in range(5)) > 0.8
+
+
+def test_drift_correction_leaves_a_well_tracked_mask_alone():
+    frames, gt = _moving_square(num_frames=5)
+    to_prev, to_next = clip_flows(frames)
+    anchors = {0: gt[0].astype(np.float32), 4: gt[4].astype(np.float32)}
+    plain = interpolate_anchors(anchors, 5, to_prev, to_next, correct_drift=False) >= 0.5
+    fixed = interpolate_anchors(anchors, 5, to_prev, to_next) >= 0.5
+    assert all(_iou(fixed[t], gt[t]) >= _iou(plain[t], gt[t]) - 0.05 for t in range(5))
+
+
+def test_a_propagated_mask_that_shrank_still_matches_a_candidate_of_the_tracks_size():
+    """Flow smeared a fast mover's mask to a sliver: the track's own anchor size is the second reference."""
+    h, w = 60, 120
+    obj0, obj1 = _box(h, w, 20, 20, 16), _box(h, w, 24, 20, 16)
+    sliver = lambda m, s, d: _box(h, w, 26, 26, 4)  # noqa: E731
+    assert associate([sliver(None, 0, 0)], [obj1], 0.01, 2.0) == []
+    assert associate([sliver(None, 0, 0)], [obj1], 0.01, 2.0, ref_areas=[float(obj0.sum())]) == [(0, 0)]
+    tracks = track_keyframes([0, 2], [[obj0], [obj1]], sliver, min_iou=0.01, max_area_ratio=2.0)
+    assert [t.anchors for t in tracks] == [{0: 0, 1: 0}]
+
+
+def test_fragments_of_a_track_are_stitched_end_to_start_and_far_ones_are_not():
+    """Keyframe regions cut to a quarter from some keyframe on (the object half hidden, or segmented in
+    part) break the track online (size gate); stitching joins the parts where flow carries the last
+    anchor, and leaves an object across the frame alone."""
+    h, w, keys = 80, 200, [0, 2, 4, 6]
+    still = lambda m, s, d: m  # noqa: E731
+    full = [_box(h, w, 20 + 3 * i, 30, 20) for i in range(2)]
+    cands = [[full[0]], [full[1]], [_box(h, w, 26, 30, 10)], [_box(h, w, 28, 30, 10)]]
+    online = track_keyframes(keys, cands, still, min_iou=0.2, reach=0)
+    assert len(online) == 2
+    stitched = track_keyframes(keys, cands, still, min_iou=0.2, reach=0, stitch_area_ratio=4.5)
+    assert [t.anchors for t in stitched] == [{0: 0, 1: 0, 2: 0, 3: 0}]
+    far = [[full[0]], [full[1]], [_box(h, w, 170, 30, 20)], [_box(h, w, 172, 30, 20)]]
+    assert len(track_keyframes(keys, far, still, min_iou=0.2, reach=0, stitch_area_ratio=4.5)) == 2
+
+
+def test_a_lost_track_is_re_detected_where_it_is_predicted_and_a_wrong_size_answer_is_refused():
+    h, w, keys = 60, 120, [0, 2, 4]
+    boxes = [_box(h, w, 20 + 4 * i, 20, 16) for i in range(3)]
+    still = lambda m, s, d: m  # noqa: E731
+    asked = []
+
+    def redetect(predicted, frame):
+        asked.append(frame)
+        return boxes[keys.index(frame)]
+
+    cands = [[boxes[0]], [boxes[1]], []]  # the detector missed the object at the last keyframe
+    tracks = track_keyframes(keys, cands, still, min_iou=0.2, redetect=redetect)
+    assert asked == [4] and [t.anchors for t in tracks] == [{0: 0, 1: 0, 2: 0}] and len(cands[2]) == 1
+    huge = track_keyframes(keys, [[boxes[0]], [boxes[1]], []], still, min_iou=0.2,
+                           redetect=lambda p, f: _box(h, w, 0, 0, 60))
+    assert [t.anchors for t in huge] == [{0: 0, 1: 0}]
