@@ -9,7 +9,7 @@ propagating and may be picked up again later.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -100,7 +100,7 @@ class Track:
 
 def track_keyframes(
     keyframes: list[int],
-    candidates: list[list[np.ndarray]],
+    candidates: Sequence[list[np.ndarray]],
     propagate: Callable[[np.ndarray, int, int], np.ndarray],
     min_iou: float = 0.3,
     reach: float = 1.0,
@@ -109,6 +109,7 @@ def track_keyframes(
     redetect: Callable[[np.ndarray, int], np.ndarray | None] | None = None,
     min_anchors_to_redetect: int = 2,
     max_redetect: int = 1,
+    skip_iou: float = 0.0,
 ) -> list[Track]:
     """Link per-keyframe candidate masks into tracks.
 
@@ -125,12 +126,23 @@ def track_keyframes(
     re-detection where the track is predicted (SAM-Track's box prompt from the previous frame: a small
     or fast object the whole-frame detector missed); a mask it returns (size-checked like any
     candidate) is appended to ``candidates[k]`` and anchors the track.
+
+    ``skip_iou`` > 0: a keyframe right after one where every track anchored there was re-anchored with
+    IoU >= ``skip_iou`` (flow follows every object) is skipped, never two in a row, never the first or
+    last; ``candidates[k]`` is then not read, so a lazy sequence detects only on keyframes in use.
     """
     tracks: list[Track] = []
     last_mask: list[np.ndarray] = []
     last_frame: list[int] = []
     areas: list[list[float]] = []  # anchor areas per track; the median of the last few is the size reference
-    for k, (frame, cands) in enumerate(zip(keyframes, candidates)):
+    skipped: set[int] = set()
+    for k, frame in enumerate(keyframes):
+        if skip_iou > 0 and 0 < k < len(keyframes) - 1 and k - 1 not in skipped:
+            held = [t for t in tracks if k - 1 in t.anchors]
+            if held and all(len(t.anchors) > 1 and t.match_ious and t.match_ious[-1] >= skip_iou for t in held):
+                skipped.add(k)
+                continue
+        cands = candidates[k]
         predicted = [propagate(m, f, frame) for m, f in zip(last_mask, last_frame)]
         refs = [float(np.median(a[-RECENT_ANCHORS:])) for a in areas]
         pairs = associate(predicted, cands, min_iou, max_area_ratio, refs)

@@ -7,8 +7,14 @@ On each keyframe (every ``keyframe_interval`` frames and the last):
   the box best. Candidates take the class of the boxes they cover ("person and bicycle" for a rider).
 Between keyframes, masks are carried by DIS optical flow (:mod:`dataset_builder.ops.flow`); at each
 keyframe, tracks are re-anchored on the detected masks by IoU (:mod:`dataset_builder.ops.track`), so
-identities do not switch and drift is reset. Only tracks found on most keyframes are returned
-(precision first); motion relative to the camera is a ranking cue, not a requirement.
+identities do not switch and drift is reset. Fast movers at 8 fps outrun the flow: a track no
+candidate matched is looked for again by U^2-Net on a box where flow predicts it, fragments are
+stitched end to start, and the frames between anchors are drift-corrected towards the next anchor.
+A keyframe right after one where flow held every track (re-anchoring IoU >= ``skip_iou``) is not
+detected on: U^2-Net (~0.6 s a run) is most of the cost. Only tracks found on most keyframes
+detected on are returned (precision first); motion relative to the camera is a ranking cue, not a
+requirement. Labels come from confidence-weighted class votes over the keyframes (:func:`vote_label`):
+a class only on consistent evidence, else its group ("animal"), else a placeholder.
 
 When the model files are missing (``workflows/fetch_cpu_models.py`` not run) the backend logs one
 line naming the fetch command and falls back to the motion-only segmenter, unless
@@ -65,9 +71,9 @@ class KeyframeSegmenterOptions(Options):
     #: Association: min IoU of a propagated track with a keyframe candidate.
     match_iou: float = Field(0.2, gt=0, le=1)
     #: Second-chance association by position for fast movers flow lost (0: off; see ops.track).
-    match_reach: float = Field(1.0, ge=0)
+    match_reach: float = Field(1.5, ge=0)
     #: A keyframe region whose area differs from the propagated track's by more than this is not its match.
-    match_area_ratio: float = Field(1.8, ge=1)
+    match_area_ratio: float = Field(2.5, ge=1)
     #: Fragments of one track (broken by a keyframe region of very different size) are joined end to
     #: start when the next one begins where flow carries the last (areas within this ratio; 0: off).
     stitch_area_ratio: float = Field(4.0, ge=0)
@@ -77,6 +83,8 @@ class KeyframeSegmenterOptions(Options):
     redetect_margin: float = Field(0.5, ge=0)
     #: Tracks must be anchored on at least this share of keyframes.
     min_keyframe_share: float = Field(0.6, ge=0, le=1)
+    #: Skip the keyframe after one where flow held every track (re-anchoring IoU >= this; 0: never).
+    skip_iou: float = Field(0.85, ge=0, le=1)
     flow_preset: str = Field("medium", pattern="^(ultrafast|fast|medium)$")
     max_objects: int = Field(4, ge=1)
     #: Naming a class (see vote_label): share of keyframes its boxes were seen on, their mean confidence.
@@ -124,7 +132,19 @@ class KeyframeSegmenterTracker:
             if (sh, sw) != (h, w) else frames
         to_prev, to_next = clip_flows(small, o.flow_preset)
         keys = keyframe_indices(t, o.keyframe_interval)
-        found = [self._candidates(frames[k], (sh, sw)) for k in keys]
+        found: dict[int, list] = {}  # keyframe index -> candidates, detected when the tracker asks
+
+        class _Lazy:
+            def __getitem__(_, k: int) -> list[np.ndarray]:
+                if k not in found:
+                    found[k] = self._candidates(frames[keys[k]], (sh, sw))
+                    masks_by_key[k] = [c[0] for c in found[k]]
+                return masks_by_key[k]
+
+            def __setitem__(_, k: int, masks: list[np.ndarray]) -> None:
+                masks_by_key[k] = masks
+
+        masks_by_key: dict[int, list[np.ndarray]] = {}
 
         def carry(mask: np.ndarray, src: int, dst: int) -> np.ndarray:
             return propagate(mask.astype(np.float32), src, dst, to_prev, to_next)[-1] >= 0.5
@@ -137,22 +157,23 @@ class KeyframeSegmenterTracker:
                 redetected[id(hit[0])] = hit
             return None if hit is None else hit[0]
 
-        masks_by_key = [[c[0] for c in f] for f in found]
-        tracks = track_keyframes(keys, masks_by_key, carry, o.match_iou, o.match_reach, o.match_area_ratio,
-                                 o.stitch_area_ratio, redetect if o.redetect_lost else None)
-        for k, masks in enumerate(masks_by_key):  # re-detections that anchored a track join the candidates
+        tracks = track_keyframes(keys, _Lazy(), carry, o.match_iou, o.match_reach, o.match_area_ratio,
+                                 o.stitch_area_ratio, redetect if o.redetect_lost else None,
+                                 skip_iou=o.skip_iou)
+        for k, masks in masks_by_key.items():  # re-detections that anchored a track join the candidates
             found[k] += [redetected[id(m)] for m in masks[len(found[k]):]]
-        need = max(2, int(np.ceil(o.min_keyframe_share * len(keys))))
+        used = len(found)  # keyframes detected on (the others were skipped: flow held)
+        need = max(2, int(np.ceil(o.min_keyframe_share * used)))
         out = []
         for tr in tracks:
             if len(tr.anchors) < need:
                 continue
             anchors = {keys[k]: found[k][ci][0].astype(np.float32) for k, ci in tr.anchors.items()}
             soft = interpolate_anchors(anchors, t, to_prev, to_next)
-            label = vote_label([found[k][ci][1] for k, ci in tr.anchors.items()], len(keys),
+            label = vote_label([found[k][ci][1] for k, ci in tr.anchors.items()], used,
                                o.label_min_share, o.label_min_confidence)
             saliency = float(np.mean([found[k][ci][2] for k, ci in tr.anchors.items()]))
-            hit = len(tr.anchors) / len(keys)
+            hit = len(tr.anchors) / used
             drift = float(np.mean(tr.match_ious)) if tr.match_ious else 1.0
             motion = _relative_motion(soft >= 0.5, to_prev)
             score = hit * saliency * (0.75 + 0.25 * min(1.0, motion))
@@ -287,7 +308,8 @@ def _iou(a: np.ndarray, b: np.ndarray) -> float:
 GROUP_OF = {
     **{c: "animal" for c in ("bird", "cat", "dog", "horse", "sheep", "cow", "elephant", "bear", "zebra",
                              "giraffe")},
-    **{c: "vehicle" for c in ("bicycle", "car", "motorcycle", "airplane", "bus", "train", "truck", "boat")},
+    **{c: "vehicle" for c in ("bicycle", "car", "motorbike", "motorcycle", "aeroplane", "airplane", "bus",
+                              "train", "truck", "boat")},
 }
 
 

@@ -205,3 +205,24 @@ def test_a_lost_track_is_re_detected_where_it_is_predicted_and_a_wrong_size_answ
     huge = track_keyframes(keys, [[boxes[0]], [boxes[1]], []], still, min_iou=0.2,
                            redetect=lambda p, f: _box(h, w, 0, 0, 60))
     assert [t.anchors for t in huge] == [{0: 0, 1: 0}]
+
+
+def test_keyframes_after_a_tight_re_anchoring_are_skipped_and_never_read():
+    """Flow that follows the object (re-anchoring IoU ~1) makes the next keyframe's detection
+    unnecessary: it is not read (a lazy detector does not run there), never two in a row."""
+    h, w, keys = 60, 200, [0, 2, 4, 6, 8, 9]
+    boxes = [_box(h, w, 20 + 2 * f, 20, 16) for f in keys]
+    moved = lambda m, s, d: np.roll(m, 2 * (d - s), axis=1)  # noqa: E731  (exact flow)
+    read = []
+
+    class Lazy:
+        def __getitem__(self, k):
+            read.append(k)
+            return [boxes[k]]
+
+    tracks = track_keyframes(keys, Lazy(), moved, min_iou=0.3, skip_iou=0.9)
+    assert read == [0, 1, 3, 5] and [t.anchors for t in tracks] == [{0: 0, 1: 0, 3: 0, 5: 0}]
+    read.clear()
+    drifting = lambda m, s, d: np.roll(m, d - s, axis=1)  # noqa: E731  (flow lags: IoU < 0.9)
+    track_keyframes(keys, Lazy(), drifting, min_iou=0.3, skip_iou=0.9)
+    assert read == list(range(len(keys)))
