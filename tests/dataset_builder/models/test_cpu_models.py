@@ -134,4 +134,5 @@ def test_labels_name_a_class_only_on_consistent_evidence_else_its_group_else_a_p
     assert is_placeholder(vote_label([{"dog": 0.49}, *none[1:]], 9))
     assert vote_label([{"person": 0.8}] * 5 + none[:4], 9) == "person"
     assert vote_label([{"motorbike": 0.7}] * 5 + [{}], 6) == "motorbike"  # not "motorbike and vehicle"
-    assert vote_label([{"person": 0.3}] * 9, 9) == vote_label(none, 9)  # seen often but never confidently
+    assert vote_label([{"person": 0.4}, {}, {"person": 0.35}, *none[3:]], 9) == "person"  # weak but twice
+    assert is_placeholder(vote_label([{"person": 0.4}, *none[1:]], 9))
