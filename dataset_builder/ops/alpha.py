@@ -118,22 +118,26 @@ def refine_alpha_sequence(frames: np.ndarray, masks: np.ndarray, radius: int = 2
     return np.stack([refine_alpha(f, m, radius, eps) for f, m in zip(frames, masks)])
 
 
-def _spread(values: np.ndarray, weight: np.ndarray, region: np.ndarray, sigma: float) -> np.ndarray:
-    """Normalised convolution: the weighted colour of nearby ``weight`` pixels, at each ``region`` pixel;
-    the Gaussian grows until every region pixel has support."""
+def spread(
+    values: np.ndarray, weight: np.ndarray, region: np.ndarray, sigma: float, max_rounds: int | None = 6,
+    max_sigma: float = float("inf"),
+) -> np.ndarray:
+    """Normalised convolution: the weighted value of nearby ``weight`` pixels, at each ``region`` pixel
+    (elsewhere ``values`` unchanged, as float32); the Gaussian doubles until every region pixel has
+    support, at most ``max_rounds`` times and while ``sigma <= max_sigma``."""
     out = values.astype(np.float32).copy()
     todo = region.copy()
     w = weight.astype(np.float32)
     num = values.astype(np.float32) * w[..., None]
-    for _ in range(6):
-        if not todo.any():
-            break
+    rounds = 0
+    while todo.any() and sigma <= max_sigma and (max_rounds is None or rounds < max_rounds):
         wb = smooth(w, sigma)
         nb = smooth(num, sigma)
         ok = todo & (wb > 1e-3)
         out[ok] = nb[ok] / wb[ok][:, None]
         todo &= ~ok
         sigma *= 2.0
+        rounds += 1
     return out
 
 
@@ -157,14 +161,14 @@ def estimate_foreground(
     core = alpha == 255
     if not core.any():
         core = alpha >= alpha[alpha > 0].max()
-    f0 = _spread(img, core, band, sigma)
+    f0 = spread(img, core, band, sigma)
     ab = a[band][:, None]
     i_b, f0_b = img[band], f0[band]
     if background is not None:
         b_b = background.astype(np.float32)[band]
         f_b = (ab * (i_b - (1.0 - ab) * b_b) + reg * f0_b) / (ab * ab + reg)
     else:
-        b0_b = _spread(img, alpha == 0, band, sigma)[band]
+        b0_b = spread(img, alpha == 0, band, sigma)[band]
         resid = i_b - ab * f0_b - (1.0 - ab) * b0_b
         f_b = f0_b + ab * resid / (ab * ab + (1.0 - ab) ** 2 + reg)
     out = frame.copy()
@@ -187,7 +191,7 @@ def rematte_with_background(
         return alpha.copy()
     region = edge_band(alpha, band)
     img, bg = frame.astype(np.float32), background.astype(np.float32)
-    f0 = _spread(img, core, region, sigma)
+    f0 = spread(img, core, region, sigma)
     d = (f0 - bg)[region]
     n2 = (d * d).sum(-1)
     est = np.clip(((img - bg)[region] * d).sum(-1) / np.maximum(n2, 1e-6), 0.0, 1.0)
@@ -238,7 +242,7 @@ def reconcile_layers(
     lift = ring & (diff > tol)
     shadow = np.zeros_like(lift)
     if lift.any() and (alpha == 255).any():  # explained as object colour or as a shadow, else bg texture
-        f0 = _spread(img, alpha == 255, lift, sigma)
+        f0 = spread(img, alpha == 255, lift, sigma)
         near_object = ((img - f0) ** 2).sum(-1) < ((img - bg) ** 2).sum(-1)
         ratio = (img + 1.0) / (bg + 1.0)
         shadow = lift & (img <= bg + tol).all(-1) & (ratio.max(-1) - ratio.min(-1) <= shadow_chroma)

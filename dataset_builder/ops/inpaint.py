@@ -21,7 +21,7 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
-from dataset_builder.ops.alpha import smooth
+from dataset_builder.ops.alpha import spread
 from dataset_builder.ops.motion import relative_homography
 
 
@@ -68,16 +68,8 @@ def complete_flow(
     wide = cv2.dilate(hole.astype(np.uint8), k) > 0 if margin > 0 else hole
     valid = (~wide & (mag <= max_residual)).astype(np.float32)
     fill = np.zeros_like(resid)
-    if valid.any():
-        num = resid * valid[..., None]
-        todo = wide.copy()
-        while todo.any() and sigma <= 4 * max(flow.shape):
-            wb = smooth(valid, sigma)
-            nb = smooth(num, sigma)
-            ok = todo & (wb > 1e-3)
-            fill[ok] = nb[ok] / wb[ok][:, None]
-            todo &= ~ok
-            sigma *= 2.0
+    if valid.any():  # valid is 0 inside ``wide``, so the spread starts from zero residual there
+        fill = spread(resid * valid[..., None], valid, wide, sigma, max_rounds=None, max_sigma=4 * max(flow.shape))
     out = flow.copy()
     out[wide] = base[wide] + fill[wide]
     return out
