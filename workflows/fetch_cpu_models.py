@@ -26,6 +26,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # runnable as a script from a checkout
 
+from dataset_builder.io.inputs import full_hash  # noqa: E402
 from dataset_builder.models.cpu.zoo import MODELS, ModelFile, default_model_dir  # noqa: E402
 
 NOTICE = Path(__file__).resolve().parents[1] / "NOTICE"
@@ -70,7 +71,7 @@ def install(spec: ModelFile, data: bytes, dest: Path) -> Path:
 
 
 def verify(path: Path, spec: ModelFile) -> bool:
-    return hashlib.sha256(path.read_bytes()).hexdigest() == spec.sha256
+    return full_hash(path) == spec.sha256
 
 
 def fetch(dest: Path, names: list[str] | None = None, force: bool = False) -> list[Path]:
@@ -105,7 +106,7 @@ def main() -> None:
     if unknown:
         raise SystemExit(f"unknown model file(s) {unknown}; known: {', '.join(MODELS)}")
     for p in fetch(args.dest or default_model_dir(), names, args.force):
-        digest = hashlib.sha256(p.read_bytes()).hexdigest()[:16]
+        digest = full_hash(p)[:16]
         print(f"{p}  {p.stat().st_size} bytes  sha256:{digest}")
 
 

@@ -20,6 +20,8 @@ import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 
+from dataset_builder.io.inputs import full_hash
+
 DEB_NAME = "opencv-doc_4.6.0+dfsg-12_all.deb"
 DEB_URL = "http://deb.debian.org/debian/pool/main/o/opencv/opencv-doc_4.6.0%2bdfsg-12_all.deb"
 DEB_SHA256 = "4b12681df35878207ac7097dc66184b2ae552e4bf4ddd2af04a0f03ed0b8682a"
@@ -56,14 +58,6 @@ def default_cache() -> Path:
     return Path(env) if env else Path.home() / ".cache" / "layerflow" / "sample_clips"
 
 
-def sha256_file(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
 def ar_member(deb: Path, name: str) -> tuple[int, int]:
     """(offset, size) of member ``name`` in an ar archive (a .deb), without reading the rest."""
     with open(deb, "rb") as f:
@@ -82,7 +76,7 @@ def ar_member(deb: Path, name: str) -> tuple[int, int]:
 
 def extract(deb: Path, dest: Path, members: tuple[Member, ...] = MEMBERS, sha256: str = DEB_SHA256) -> list[Path]:
     """Verify ``deb`` and write ``members`` from its data.tar.xz into ``dest`` (each sha256-checked)."""
-    got = sha256_file(deb)
+    got = full_hash(deb)
     if got != sha256:
         raise SampleClipError(f"sha256 mismatch for {deb}: got {got}, expected {sha256}; nothing written")
     offset, size = ar_member(deb, "data.tar.xz")
@@ -99,7 +93,8 @@ def extract(deb: Path, dest: Path, members: tuple[Member, ...] = MEMBERS, sha256
                 data = tar.extractfile(info).read()
                 digest = hashlib.sha256(data).hexdigest()
                 if digest != m.sha256:
-                    raise SampleClipError(f"sha256 mismatch for {m.path} in {deb.name}: got {digest}, expected {m.sha256}; not written")
+                    raise SampleClipError(f"sha256 mismatch for {m.path} in {deb.name}: got {digest}, "
+                                          f"expected {m.sha256}; not written")
                 written.append(_write(dest / m.name, gzip.decompress(data) if m.gunzip else data))
                 if not wanted:
                     break

@@ -7,6 +7,7 @@ import tarfile
 
 import pytest
 
+from dataset_builder.io.inputs import full_hash
 from dataset_builder.samples import opencv_clips as oc
 
 
@@ -43,7 +44,7 @@ def fake_deb(tmp_path):
 
 def test_extract_verifies_and_gunzips(fake_deb, tmp_path):
     deb, members, clip, licence = fake_deb
-    out = oc.extract(deb, tmp_path / "cache", members, oc.sha256_file(deb))
+    out = oc.extract(deb, tmp_path / "cache", members, full_hash(deb))
     assert [p.name for p in out] == ["clip.mp4", "LICENSE.txt"]
     assert (tmp_path / "cache" / "clip.mp4").read_bytes() == clip
     assert (tmp_path / "cache" / "LICENSE.txt").read_bytes() == licence
@@ -63,11 +64,11 @@ def test_bad_member_sha256_and_missing_member(fake_deb, tmp_path):
     deb, members, _, _ = fake_deb
     bad = (oc.Member("clip.mp4", members[0].path, "0" * 64, True),)
     with pytest.raises(oc.SampleClipError, match="sha256 mismatch for ./usr/share/doc/x/clip.mp4.gz"):
-        oc.extract(deb, tmp_path / "c1", bad, oc.sha256_file(deb))
+        oc.extract(deb, tmp_path / "c1", bad, full_hash(deb))
     assert not (tmp_path / "c1" / "clip.mp4").exists()
     gone = (oc.Member("y.mp4", "./usr/share/doc/x/y.mp4", "0" * 64),)
     with pytest.raises(oc.SampleClipError, match="lacks"):
-        oc.extract(deb, tmp_path / "c2", gone, oc.sha256_file(deb))
+        oc.extract(deb, tmp_path / "c2", gone, full_hash(deb))
 
 
 def test_not_a_deb_and_unreachable_url(tmp_path):
