@@ -73,7 +73,10 @@ def calibrate(tagger, items: list[tuple[Path, set[str]]], precision: float, min_
     for row, (_, tags) in enumerate(items):
         truth[row, [index[t] for t in tags if t in index]] = True
     fitted = calibrate_thresholds(probs, truth, precision, default=np.nan, min_positives=min_positives)
-    kept = {labels[v]: round(float(t), 6) for v, t in enumerate(fitted) if not np.isnan(t)}
+    # Each threshold is the score of the lowest-ranked image it must keep, and the tagger keeps scores >= it:
+    # store that float32 value exactly (JSON's repr round-trips it). Rounding it (to 6 decimals, say) moves it
+    # above that image's score half the time, so the tagger drops the very image the threshold was fitted on.
+    kept = {labels[v]: float(t) for v, t in enumerate(fitted) if not np.isnan(t)}
     return {"model_fingerprint": tagger.fingerprint, "prompt": tagger.template,
             "target_precision": precision, "min_positives": min_positives,
             "images": len(items), "thresholds": kept,

@@ -61,6 +61,32 @@ def test_calibration_reaches_the_target_and_the_tagger_uses_it(hf_siglip_dir, la
     assert np.array_equal(again.text_embeds.numpy(), np.eye(4, tagger.text_embeds.shape[1]))
 
 
+def test_a_fitted_threshold_keeps_the_image_it_was_fitted_on(labelled, tmp_path):
+    """A threshold is the score of the last image it must keep, and the tagger keeps scores >= it: the file
+    must hold that score exactly. Rounded (it was stored to 6 decimals) it can land above the score, and a tag
+    whose threshold is set by one image (here dog: only the top-scored image is precise enough) never passes."""
+    from dataset_builder.models.hf.siglip_tagger import load_thresholds, load_vocab, select_tags, tag_thresholds
+
+    class Scores:  # calibrate() needs only these of a tagger
+        vocab = load_vocab(labelled / "vocab.txt")
+        fingerprint, template = "abc", "a photo of a {}."
+        # dog, cat, sky, grass; 0.5863885 (float32) rounds up to 0.586389 at 6 decimals
+        rows = iter(np.array([[0.5863885, 0.1, 0.1, 0.9]] + [[0.3, 0.1, 0.1, 0.2]] * 23, np.float32))
+
+        def probabilities(self, frames):
+            return next(self.rows)
+
+    tagger = Scores()
+    items = calibrate_tagger.read_labels(labelled / "labels.jsonl", None)
+    result = calibrate_tagger.calibrate(tagger, items, precision=0.7, min_positives=3)
+    path = tmp_path / "thr.json"
+    path.write_text(json.dumps(result))
+    thresholds = tag_thresholds(tagger.vocab, 0.99, calibrated=load_thresholds(path, "abc", tagger.template))
+    assert thresholds[0] == np.float32(0.5863885)
+    probs = np.array([0.5863885, 0.1, 0.1, 0.9], np.float32)
+    assert [t.label for t in select_tags(probs, tagger.vocab, thresholds, max_tags=5)] == ["grass", "dog"]
+
+
 def test_ram_annotation_format_and_bad_input(tmp_path):
     (tmp_path / "ann.txt").write_text("test/0001,car,dog\ntest/0002,flower\n")
     items = calibrate_tagger.read_labels(tmp_path / "ann.txt", tmp_path / "imgs")
