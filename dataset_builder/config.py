@@ -120,6 +120,8 @@ class PostprocessConfig(Strict):
     reconcile_tol: int = Field(10, ge=0, le=255)
     #: Cap on a shadow's alpha there (below 0.5: a shadow stays translucent, never object).
     reconcile_max_shadow: float = Field(0.498, gt=0, le=1)
+    #: A missed edge is at most this many px wide (0: no limit); farther ring pixels go back into the bg.
+    reconcile_max_edge_px: float = Field(1.0, ge=0)
 
 
 class QAConfig(Strict):

@@ -214,7 +214,7 @@ def min_alpha(frame: np.ndarray, background: np.ndarray) -> np.ndarray:
 
 def reconcile_layers(
     frame: np.ndarray, alpha: np.ndarray, background: np.ndarray, foreground: np.ndarray, tol: int = 10,
-    max_shadow: float = 127 / 255, shadow_chroma: float = 0.15, sigma: float = 3.0,
+    max_shadow: float = 127 / 255, shadow_chroma: float = 0.15, sigma: float = 3.0, max_edge_px: float = 0.0,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Make fg over bg give ``frame`` back around the object, without putting the object back in the bg.
 
@@ -232,6 +232,10 @@ def reconcile_layers(
       stays translucent and never counts as object), with the fg colour un-mixed from it,
       ``F = B + (I - B) / a``.
 
+    ``max_edge_px`` > 0: an edge the mask missed is thin; a ring pixel of the object's colour farther
+    than this from the matte is background the fill did not match (dark water beside a black swan) and
+    goes back into the bg (shadows may reach farther: they stay translucent anyway).
+
     In the matte's own soft band alpha is raised to that least value where the un-mixed colour would
     leave [0, 255] (the fractional alpha of the matte does not fit the clean bg there). Returns
     (alpha, fg, bg), uint8.
@@ -247,6 +251,8 @@ def reconcile_layers(
         ratio = (img + 1.0) / (bg + 1.0)
         shadow = lift & (img <= bg + tol).all(-1) & (ratio.max(-1) - ratio.min(-1) <= shadow_chroma)
         shadow &= ~near_object
+        if max_edge_px > 0:
+            near_object &= cv2.distanceTransform((alpha == 0).astype(np.uint8), cv2.DIST_L2, 3) <= max_edge_px
         lift &= near_object | shadow
     if lift.any():  # only what touches the object: detached differences are inpainting noise
         _, labels = cv2.connectedComponents((lift | (alpha > 0)).astype(np.uint8), connectivity=8)
@@ -294,7 +300,7 @@ def object_window(alpha: np.ndarray, *others: np.ndarray, margin: int = 16) -> t
 
 def finish_layers(
     frame: np.ndarray, alpha: np.ndarray, background: np.ndarray, reg: float = 0.02, reconcile: bool = True,
-    tol: int = 10, max_shadow: float = 127 / 255,
+    tol: int = 10, max_shadow: float = 127 / 255, max_edge_px: float = 0.0,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """One frame's final (alpha, fg, bg): :func:`estimate_foreground` then :func:`reconcile_layers`, run
     in :func:`object_window` of the object and of the inpainted pixels (everything else is untouched:
@@ -306,7 +312,8 @@ def finish_layers(
     f, a, b = frame[win], alpha[win], background[win]
     fg[win] = estimate_foreground(f, a, b, reg=reg)
     if reconcile:
-        alpha[win], fg[win], bg[win] = reconcile_layers(f, a, b, fg[win], tol, max_shadow)
+        alpha[win], fg[win], bg[win] = reconcile_layers(f, a, b, fg[win], tol, max_shadow,
+                                                         max_edge_px=max_edge_px)
     return alpha, fg, bg
 
 

@@ -137,3 +137,17 @@ def area_stability(masks: np.ndarray) -> float:
     if len(areas) < 2:
         return float(len(areas))
     return float(np.clip(1.0 - areas.std() / areas.mean(), 0.0, 1.0))
+
+
+def trend_area_stability(masks: np.ndarray) -> float:
+    """:func:`area_stability` of the area divided by its log-linear trend over the present frames: an
+    object that steadily approaches or leaves the camera (area x7 over the clip) is stable; a mask that
+    flickers, or swells for some frames (merged with its surroundings), is not."""
+    areas = area_fractions(masks)
+    t = np.flatnonzero(areas > 0)
+    if len(t) < 3:
+        return area_stability(masks)
+    log_area = np.log(areas[t])
+    slope, icpt = np.polyfit(t.astype(np.float64), log_area, 1)
+    rel = np.exp(log_area - (slope * t + icpt))
+    return float(np.clip(1.0 - rel.std() / rel.mean(), 0.0, 1.0))

@@ -86,8 +86,27 @@ def associate_by_position(tracked: list[np.ndarray], candidates: list[np.ndarray
     return [(int(r), int(c)) for r, c in zip(rows, cols) if cost[r, c] < big]
 
 
-#: How many of a track's latest anchors give its size reference (median area).
+#: How many of a track's latest anchors give its size reference (log-linear area trend).
 RECENT_ANCHORS = 3
+#: Per-frame area growth (or shrink) a trend may extrapolate at most: a motorbike jumping at the camera
+#: doubles in area every two frames at 8 fps; faster "growth" is a segmentation merging with its surroundings.
+MAX_GROWTH_PER_FRAME = 1.6
+
+
+def expected_area(frames: Sequence[int], areas: Sequence[float], at: int,
+                  max_growth: float = MAX_GROWTH_PER_FRAME) -> float:
+    """A track's area at frame ``at`` from its latest anchors (frames, areas): the log-linear trend of the
+    last :data:`RECENT_ANCHORS` extrapolated, the per-frame growth clipped to ``max_growth``. An object
+    that approaches the camera grows steadily; a median of past areas would call its next (correct)
+    segmentation too large and break the track."""
+    f = np.asarray(frames[-RECENT_ANCHORS:], np.float64)
+    la = np.log(np.maximum(np.asarray(areas[-RECENT_ANCHORS:], np.float64), 1.0))
+    if len(f) < 2 or np.ptp(f) == 0:
+        return float(np.exp(np.median(la)))
+    slope, _ = np.polyfit(f, la, 1)
+    limit = np.log(max_growth)
+    slope = float(np.clip(slope, -limit, limit))
+    return float(np.exp(np.mean(la - slope * f) + slope * at))
 
 
 @dataclass
@@ -110,6 +129,8 @@ def track_keyframes(
     min_anchors_to_redetect: int = 2,
     max_redetect: int = 1,
     skip_iou: float = 0.0,
+    max_skips: int = 1,
+    prune_ratio: float = 0.0,
 ) -> list[Track]:
     """Link per-keyframe candidate masks into tracks.
 
@@ -119,7 +140,9 @@ def track_keyframes(
     Pairs are matched by IoU first; what is left over gets one position-based chance
     (:func:`associate_by_position`, ``reach`` 0 disables it). A candidate whose area differs from the
     propagated track's by more than ``max_area_ratio`` is not matched to it. With ``stitch_area_ratio``
-    > 0, track fragments are then joined end to start (:func:`stitch_tracks`).
+    > 0, track fragments are then joined end to start (:func:`stitch_tracks`) and where they
+    interleave (:func:`merge_interleaved`); with ``prune_ratio`` > 0,
+    inner anchors whose size disagrees with both neighbours are dropped (:func:`prune_size_outliers`).
 
     ``redetect(predicted_mask, frame)``: for up to ``max_redetect`` tracks per keyframe (most anchors
     first) with at least ``min_anchors_to_redetect`` anchors that no candidate matched, a targeted
@@ -128,23 +151,26 @@ def track_keyframes(
     candidate) is appended to ``candidates[k]`` and anchors the track.
 
     ``skip_iou`` > 0: a keyframe right after one where every track anchored there was re-anchored with
-    IoU >= ``skip_iou`` (flow follows every object) is skipped, never two in a row, never the first or
-    last; ``candidates[k]`` is then not read, so a lazy sequence detects only on keyframes in use.
+    IoU >= ``skip_iou`` (flow follows every object) is skipped, at most ``max_skips`` in a row, never
+    the first or last; ``candidates[k]`` is then not read, so a lazy sequence detects only on keyframes
+    in use.
     """
     tracks: list[Track] = []
     last_mask: list[np.ndarray] = []
     last_frame: list[int] = []
-    areas: list[list[float]] = []  # anchor areas per track; the median of the last few is the size reference
+    areas: list[list[float]] = []  # anchor areas per track; their trend is the size reference
+    frames_of: list[list[int]] = []  # the frames of those anchors
     skipped: set[int] = set()
     for k, frame in enumerate(keyframes):
-        if skip_iou > 0 and 0 < k < len(keyframes) - 1 and k - 1 not in skipped:
-            held = [t for t in tracks if k - 1 in t.anchors]
+        run = next(i for i in range(k + 1) if k - 1 - i not in skipped)  # keyframes skipped just before k
+        if skip_iou > 0 and 0 < k < len(keyframes) - 1 and run < max_skips:
+            held = [t for t in tracks if k - 1 - run in t.anchors]
             if held and all(len(t.anchors) > 1 and t.match_ious and t.match_ious[-1] >= skip_iou for t in held):
                 skipped.add(k)
                 continue
         cands = candidates[k]
         predicted = [propagate(m, f, frame) for m, f in zip(last_mask, last_frame)]
-        refs = [float(np.median(a[-RECENT_ANCHORS:])) for a in areas]
+        refs = [expected_area(fs, a, frame) for fs, a in zip(frames_of, areas)]
         pairs = associate(predicted, cands, min_iou, max_area_ratio, refs)
         if reach > 0:
             left_t = [i for i in range(len(predicted)) if i not in {p[0] for p in pairs}]
@@ -169,6 +195,7 @@ def track_keyframes(
             tracks[ti].match_ious.append(float(iou[ti, ci]))
             last_mask[ti], last_frame[ti] = cands[ci], frame
             areas[ti].append(float(cands[ci].sum()))
+            frames_of[ti].append(frame)
             matched.add(ci)
         for ci, mask in enumerate(cands):
             if ci not in matched:
@@ -176,44 +203,144 @@ def track_keyframes(
                 last_mask.append(mask)
                 last_frame.append(frame)
                 areas.append([float(mask.sum())])
+                frames_of.append([frame])
     if stitch_area_ratio > 0:
         tracks = stitch_tracks(tracks, keyframes, candidates, propagate, reach or 1.0, stitch_area_ratio)
+        tracks = merge_interleaved(tracks, keyframes, candidates, propagate, reach or 1.0)
+    if prune_ratio > 0:
+        tracks = prune_size_outliers(tracks, keyframes, candidates, prune_ratio)
     return tracks
 
 
 def stitch_tracks(tracks: list[Track], keyframes: list[int], candidates: list[list[np.ndarray]],
                   propagate: Callable[[np.ndarray, int, int], np.ndarray], reach: float = 1.0,
-                  max_area_ratio: float = 3.0) -> list[Track]:
-    """Join a track that ends to one that starts at the next keyframe near where the first one's last
-    anchor, carried by flow, lands (centroid within ``reach`` x the sum of both sqrt(areas), areas within
-    ``max_area_ratio``). Online association breaks a fast mover into such fragments when one keyframe
-    segmentation is much larger or smaller than the last (merged with its surroundings, or cut): the
-    size gate that keeps a bad region from re-anchoring a track also keeps the object's next good one
-    from continuing it. Pairs are joined closest first, each fragment end and start used once."""
+                  max_area_ratio: float = 3.0, max_gap: int = 1) -> list[Track]:
+    """Join a track that ends to one that starts up to ``max_gap`` + 1 keyframes later near where the
+    first one's last anchor, carried by flow, lands (centroid within ``reach`` x the sum of both
+    sqrt(areas)) with a consistent size (within ``max_area_ratio`` of the carried mask, of the last
+    anchor, or of the first track's area trend, :func:`expected_area`). Online association breaks a fast
+    mover into such fragments when one keyframe segmentation is much larger or smaller than the last
+    (merged with its surroundings, or cut): the size gate that keeps a bad region from re-anchoring a
+    track also keeps the object's next good one from continuing it. When a fragment *ended* on such a
+    bad region, the join is also tried from its second-to-last anchor, and the bad last anchor is
+    dropped. Pairs are joined closest first (a dropped anchor or a gap costs as much as the reach)."""
     tracks = [Track(dict(t.anchors), list(t.match_ious)) for t in tracks]
+
+    def area(k: int, ci: int) -> float:
+        return float(candidates[k][ci].sum())
+
     while True:
         best = None
         for a, ta in enumerate(tracks):
-            ka = max(ta.anchors)
-            for b, tb in enumerate(tracks):
-                kb = min(tb.anchors)
-                if a == b or kb != ka + 1:
-                    continue
+            own = sorted(ta.anchors)
+            for drop in (0, 1)[: len(own)]:
+                ka = own[-1 - drop]
                 src = candidates[ka][ta.anchors[ka]]
-                ct, at = _centroid_area(propagate(src, keyframes[ka], keyframes[kb]))
-                cc, ac = _centroid_area(candidates[kb][tb.anchors[kb]])
-                a0 = float(src.sum())
-                if not at or not _area_ok(max(at, a0), ac, max_area_ratio):
+                kept = own[: len(own) - drop]
+                trend_frames = [keyframes[k] for k in kept]
+                trend_areas = [area(k, ta.anchors[k]) for k in kept]
+                for b, tb in enumerate(tracks):
+                    kb = min(tb.anchors)
+                    if a == b or not 0 < kb - own[-1] <= max_gap + 1 - drop or kb <= ka:
+                        continue
+                    ct, at = _centroid_area(propagate(src, keyframes[ka], keyframes[kb]))
+                    cc, ac = _centroid_area(candidates[kb][tb.anchors[kb]])
+                    a0 = float(src.sum())
+                    trend = expected_area(trend_frames, trend_areas, keyframes[kb])
+                    if not at or not (_area_ok(max(at, a0), ac, max_area_ratio)
+                                      or _area_ok(trend, ac, max_area_ratio)):
+                        continue
+                    dist = float(np.linalg.norm(ct - cc))
+                    limit = reach * (np.sqrt(max(at, a0)) + np.sqrt(ac))
+                    cost = dist + limit * (drop + kb - ka - 1) / 4
+                    if dist <= limit and (best is None or cost < best[0]):
+                        best = (cost, a, b, drop)
+        if best is None:
+            return tracks
+        _, a, b, drop = best
+        if drop:
+            del tracks[a].anchors[max(tracks[a].anchors)]
+            tracks[a].match_ious.pop() if tracks[a].match_ious else None
+        tracks[a].anchors.update(tracks[b].anchors)
+        tracks[a].match_ious += [0.0, *tracks[b].match_ious]
+        del tracks[b]
+
+
+def merge_interleaved(tracks: list[Track], keyframes: list[int], candidates: list[list[np.ndarray]],
+                      propagate: Callable[[np.ndarray, int, int], np.ndarray], reach: float = 1.0,
+                      ) -> list[Track]:
+    """Join two tracks of one object whose anchors interleave in time: a keyframe segmentation that
+    lost most of the object (a motorbike in the air cut to its wheel) does not match the track and
+    starts another one, which then takes the next few bad segmentations, while the good ones continue
+    the first. Two tracks are joined when they never anchor on the same keyframe, their spans overlap,
+    and every anchor of each inside the other's span lies where the other's nearest anchor, carried
+    by flow, lands (centroid within ``reach`` x the sum of both sqrt(areas)); closest pairs first. The
+    bad anchors are then dropped by :func:`prune_size_outliers`."""
+    tracks = [Track(dict(t.anchors), list(t.match_ious)) for t in tracks]
+
+    def distances(ta: Track, tb: Track) -> list[float] | None:
+        lo, hi = min(ta.anchors), max(ta.anchors)
+        out = []
+        for kb in (k for k in tb.anchors if lo < k < hi):
+            ka = min(ta.anchors, key=lambda k: abs(k - kb))
+            ct, at = _centroid_area(propagate(candidates[ka][ta.anchors[ka]], keyframes[ka], keyframes[kb]))
+            cc, ac = _centroid_area(candidates[kb][tb.anchors[kb]])
+            dist = float(np.linalg.norm(ct - cc)) if at else np.inf
+            if dist > reach * (np.sqrt(at) + np.sqrt(ac)):
+                return None
+            out.append(dist)
+        return out
+
+    while True:
+        best = None
+        for a, ta in enumerate(tracks):
+            for b in range(a + 1, len(tracks)):
+                tb = tracks[b]
+                if ta.anchors.keys() & tb.anchors.keys() or len(ta.anchors) < 2 or len(tb.anchors) < 2:
                     continue
-                dist = float(np.linalg.norm(ct - cc))
-                if dist <= reach * (np.sqrt(max(at, a0)) + np.sqrt(ac)) and (best is None or dist < best[0]):
-                    best = (dist, a, b)
+                if max(ta.anchors) < min(tb.anchors) or max(tb.anchors) < min(ta.anchors):
+                    continue  # one after the other: stitch_tracks' case
+                d_ab, d_ba = distances(ta, tb), distances(tb, ta)
+                if d_ab is None or d_ba is None or not d_ab + d_ba:
+                    continue
+                cost = float(np.mean(d_ab + d_ba))
+                if best is None or cost < best[0]:
+                    best = (cost, a, b)
         if best is None:
             return tracks
         _, a, b = best
         tracks[a].anchors.update(tracks[b].anchors)
         tracks[a].match_ious += [0.0, *tracks[b].match_ious]
         del tracks[b]
+
+
+def prune_size_outliers(tracks: list[Track], keyframes: list[int], candidates: list[list[np.ndarray]],
+                        max_ratio: float = 2.0) -> list[Track]:
+    """Drop a track's inner anchors whose area is off by more than ``max_ratio`` from the geometric
+    interpolation of its two neighbouring anchors' areas: a keyframe segmentation that lost half the
+    object (or merged with its surroundings) between two that agree. The frame is then filled like any
+    frame between anchors (flow from the neighbours) instead of carrying the bad mask into the sample."""
+    out = []
+    for tr in tracks:
+        anchors = dict(tr.anchors)
+        changed = True
+        while changed and len(anchors) >= 3:
+            changed = False
+            ks = sorted(anchors)
+            worst, worst_dev = None, np.log(max_ratio)
+            for p, k, n in zip(ks, ks[1:], ks[2:]):
+                fp, fk, fn = keyframes[p], keyframes[k], keyframes[n]
+                lp, lk, ln = (np.log(max(float(candidates[x][anchors[x]].sum()), 1.0)) for x in (p, k, n))
+                if abs(lp - ln) > np.log(max_ratio) * (fn - fp):
+                    continue  # the neighbours disagree: no reference
+                dev = abs(lk - (lp + (ln - lp) * (fk - fp) / (fn - fp)))
+                if dev > worst_dev:
+                    worst, worst_dev = k, dev
+            if worst is not None:
+                del anchors[worst]
+                changed = True
+        out.append(Track(anchors, list(tr.match_ious)))
+    return out
 
 
 def keyframe_indices(num_frames: int, interval: int) -> list[int]:

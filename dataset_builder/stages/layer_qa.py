@@ -38,7 +38,8 @@ class LayerQAStage(ClipStage):
                                      for f, a, b in zip(frames, masks[i], backgrounds[i])])
             matte = masks[i].copy()
             p = self.post
-            layers = [finish_layers(f, a, b, p.fg_reg, p.reconcile, p.reconcile_tol, p.reconcile_max_shadow)
+            layers = [finish_layers(f, a, b, p.fg_reg, p.reconcile, p.reconcile_tol, p.reconcile_max_shadow,
+                                    p.reconcile_max_edge_px)
                       for f, a, b in zip(frames, masks[i], backgrounds[i])]
             masks[i] = np.stack([x[0] for x in layers])
             fgs.append(np.stack([x[1] for x in layers]))

@@ -26,8 +26,10 @@ class FgJudgeOptions(Options):
     min_presence: float = Field(0.5, ge=0, le=1)
     min_area_fraction: float = Field(0.005, ge=0, le=1)
     max_area_fraction: float = Field(0.6, ge=0, le=1)
-    #: 1 - coefficient of variation of the area; below this the mask flickers.
+    #: 1 - coefficient of variation of the area (``area_trend``: of the area over its log-linear trend, so
+    #: an object approaching the camera is not "unstable"); below this the mask flickers.
     min_area_stability: float = Field(0.4, ge=0, le=1)
+    area_trend: bool = True
     max_border_touches: int = Field(2, ge=0, le=4)
     #: A band: spans at least this fraction of the width and is at least ``band_aspect`` x wider than tall,
     #: touching the top (sky) or bottom (road, ground, water) edge.
@@ -58,7 +60,7 @@ class HeuristicFgJudge:
             return Judgement(False, area / o.min_area_fraction, "too_small")
         if area > o.max_area_fraction:
             return Judgement(False, o.max_area_fraction / area, "too_large")
-        stab = mops.area_stability(hard)
+        stab = (mops.trend_area_stability if o.area_trend else mops.area_stability)(hard)
         if stab < o.min_area_stability:
             return Judgement(False, stab, "unstable")
         band = self._band(hard, present)

@@ -178,3 +178,28 @@ def test_finish_layers_in_the_object_window_matches_the_whole_frame_ops():
     assert (np.abs(alpha.astype(int) - ref[0]) <= 2).mean() > 0.999
     assert (np.abs(fg.astype(int) - ref[1]).max(-1) <= 4).mean() > 0.999
     assert np.array_equal(bg, ref[2])
+
+
+def test_object_coloured_background_beyond_a_thin_edge_goes_back_into_the_bg():
+    """A dark-water patch the colour of the object touches it in the inpainting ring. Without a width
+    limit reconcile_layers calls all of it a missed edge (opaque alpha, the sample's object grows);
+    with ``max_edge_px`` only the first pixel next to the matte may be edge, the rest is background:
+    alpha 0 and the clip's pixels in the bg (exact recomposition there)."""
+    size = 96
+    yy, xx = np.mgrid[0:size, 0:size]
+    r = np.hypot(yy - 48, xx - 48)
+    frame = np.full((size, size, 3), (60, 140, 170), np.uint8)
+    disc = r <= 16
+    patch = (r > 16) & (r <= 24) & (xx > 52)
+    frame[disc] = (220, 120, 40)
+    frame[patch] = (200, 110, 40)
+    matte = (disc * 255).astype(np.uint8)
+    hole = cv2.dilate(disc.astype(np.uint8), np.ones((19, 19), np.uint8)) > 0
+    inpainted = np.where(hole[..., None], np.uint8([60, 140, 170]), frame).astype(np.uint8)
+    fg = estimate_foreground(frame, matte, inpainted)
+    far = patch & (cv2.distanceTransform((~disc).astype(np.uint8), cv2.DIST_L2, 3) > 1.5)
+    loose, _, _ = reconcile_layers(frame, matte, inpainted, fg, tol=10)
+    assert (loose[far] >= 128).mean() > 0.9
+    alpha, fg2, bg2 = reconcile_layers(frame, matte, inpainted, fg, tol=10, max_edge_px=1)
+    assert (alpha[far] == 0).all() and np.array_equal(bg2[far], frame[far])
+    assert np.array_equal(alpha[disc], matte[disc])

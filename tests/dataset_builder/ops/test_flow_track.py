@@ -9,8 +9,13 @@ from dataset_builder.ops.flow import clip_flows, interpolate_anchors, propagate,
 from dataset_builder.ops.track import (
     associate,
     associate_by_position,
+    expected_area,
     iou_matrix,
     keyframe_indices,
+    merge_interleaved,
+    prune_size_outliers,
+    stitch_tracks,
+    Track,
     track_keyframes,
 )
 
@@ -226,3 +231,79 @@ def test_keyframes_after_a_tight_re_anchoring_are_skipped_and_never_read():
     drifting = lambda m, s, d: np.roll(m, d - s, axis=1)  # noqa: E731  (flow lags: IoU < 0.9)
     track_keyframes(keys, Lazy(), drifting, min_iou=0.3, skip_iou=0.9)
     assert read == list(range(len(keys)))
+
+
+def test_skips_in_a_row_are_bounded_by_max_skips():
+    h, w, keys = 60, 200, list(range(8))
+    boxes = [_box(h, w, 20 + 2 * f, 20, 16) for f in keys]
+    moved = lambda m, s, d: np.roll(m, 2 * (d - s), axis=1)  # noqa: E731  (exact flow)
+    read = []
+
+    class Lazy:
+        def __getitem__(self, k):
+            read.append(k)
+            return [boxes[k]]
+
+    track_keyframes(keys, Lazy(), moved, min_iou=0.3, skip_iou=0.9, max_skips=2)
+    assert read == [0, 1, 4, 7]
+
+
+def test_expected_area_follows_a_growing_object_and_clips_the_growth():
+    assert expected_area([0, 2, 4], [100.0, 200.0, 400.0], 6) == pytest.approx(800.0, rel=1e-6)
+    assert expected_area([0, 2], [100.0, 100.0], 6) == pytest.approx(100.0)
+    assert expected_area([4], [50.0], 9) == pytest.approx(50.0)
+    # a jump x10 per frame is a merge, not growth: the trend (through the mean point) is clipped to 1.6x
+    assert expected_area([0, 1], [10.0, 100.0], 2) == pytest.approx(1000 ** 0.5 * 1.6 ** 1.5, rel=1e-6)
+
+
+def test_an_object_approaching_the_camera_stays_one_track():
+    """Area x2.2 every keyframe, then x3.4 (a motorbike jumping at the camera) while flow lags behind:
+    the median of past areas (and the lagging mask) call the last region too large; the trend does not."""
+    h, w = 200, 200
+    sizes = [10, 15, 22, 33, 61]
+    cands = [[_box(h, w, 100 - s // 2, 100 - s // 2, s)] for s in sizes]
+    lagging = lambda m, s, d: m  # noqa: E731  (flow keeps the old, smaller mask)
+    tracks = track_keyframes(list(range(0, 10, 2)), cands, lagging, min_iou=0.1, max_area_ratio=2.5)
+    assert [t.anchors for t in tracks] == [{k: 0 for k in range(5)}]
+
+
+def test_stitching_drops_a_fragment_s_bad_last_anchor():
+    """The first fragment ended on a region cut to a fifth: the join is made from the anchor before
+    it, and the bad anchor is dropped; without the drop the size gate refuses the join."""
+    h, w, keys = 80, 200, [0, 2, 4, 6, 8]
+    still = lambda m, s, d: m  # noqa: E731
+    cands = [[_box(h, w, 20, 30, 20)], [_box(h, w, 22, 30, 20)], [_box(h, w, 26, 34, 9)],
+             [_box(h, w, 26, 30, 20)], [_box(h, w, 28, 30, 20)]]
+    parts = [Track({0: 0, 1: 0, 2: 0}), Track({3: 0, 4: 0})]
+    joined = stitch_tracks(parts, keys, cands, still, reach=1.0, max_area_ratio=3.0)
+    assert [t.anchors for t in joined] == [{0: 0, 1: 0, 3: 0, 4: 0}]
+    far = [*cands[:3], [_box(h, w, 170, 30, 20)], [_box(h, w, 172, 30, 20)]]
+    assert len(stitch_tracks(parts, keys, far, still, reach=1.0, max_area_ratio=3.0)) == 2
+
+
+def test_an_inner_anchor_of_the_wrong_size_is_pruned_and_real_growth_is_kept():
+    h, w, keys = 120, 200, [0, 2, 4, 6]
+    steady = [[_box(h, w, 20, 20, 30)], [_box(h, w, 24, 20, 30)], [_box(h, w, 28, 20, 12)],
+              [_box(h, w, 32, 20, 30)]]
+    track = Track({0: 0, 1: 0, 2: 0, 3: 0})
+    assert prune_size_outliers([track], keys, steady)[0].anchors == {0: 0, 1: 0, 3: 0}
+    growing = [[_box(h, w, 20, 20, s)] for s in (10, 14, 20, 28)]
+    assert prune_size_outliers([track], keys, growing)[0].anchors == track.anchors
+
+
+def test_interleaved_fragments_of_one_object_are_merged_and_the_bad_anchors_pruned():
+    """At keyframes 3 and 5 the segmentation kept a quarter of the object: those two start a second
+    track online (size gate). Merged (they lie inside the first track's span, where it is carried),
+    then pruned: one track on the good segmentations. An object far away is not merged."""
+    h, w, keys = 80, 240, list(range(8))
+    moved = lambda m, s, d: np.roll(m, 3 * (d - s), axis=1)  # noqa: E731  (exact flow)
+    good = [_box(h, w, 20 + 3 * k, 30, 20) for k in keys]
+    part = {k: _box(h, w, 20 + 3 * k, 30, 10) for k in (3, 5)}
+    cands = [[part.get(k, good[k])] for k in keys]
+    online = track_keyframes(keys, cands, moved, min_iou=0.3, reach=0)
+    assert sorted(sorted(t.anchors) for t in online) == [[0, 1, 2, 4, 6, 7], [3, 5]]
+    merged = track_keyframes(keys, cands, moved, min_iou=0.3, reach=0, stitch_area_ratio=4.0, prune_ratio=2.0)
+    assert [sorted(t.anchors) for t in merged] == [[0, 1, 2, 4, 6, 7]]
+    far = [[good[k]] if k not in part else [_box(h, w, 150 + 3 * k, 30, 10)] for k in keys]
+    split = track_keyframes(keys, far, moved, min_iou=0.3, reach=0)
+    assert len(merge_interleaved(split, keys, far, moved)) == len(split) == 2

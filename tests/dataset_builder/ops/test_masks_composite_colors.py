@@ -108,3 +108,21 @@ def test_color_names_and_dominant():
     w = np.zeros((10, 10))
     w[9] = 1
     assert dominant_colors(img, weights=w)[0] == ("green", 1.0)
+
+
+def test_trend_area_stability_accepts_steady_growth_and_catches_flicker():
+    t, h, w = 16, 120, 120
+    growing = np.zeros((t, h, w), np.uint8)
+    for i in range(t):
+        s = int(round(12 * 1.07 ** i))  # side x2.6, area x7.6 over the clip
+        growing[i, :s, :s] = 255
+    assert mops.area_stability(growing) < 0.5  # plain CV calls the approach unstable
+    assert mops.trend_area_stability(growing) > 0.9
+    flicker = growing.copy()
+    flicker[::2] = 0
+    flicker[::2, :4, :4] = 255
+    assert mops.trend_area_stability(flicker) < 0.3
+    swollen = np.zeros((t, h, w), np.uint8)
+    swollen[:, :30, :30] = 255
+    swollen[6:9, :60, :60] = 255  # merged with its surroundings for three frames
+    assert mops.trend_area_stability(swollen) < 0.6
