@@ -35,7 +35,9 @@ def test_davis_sequence_yields_the_right_object_with_its_background_removed(tmp_
     result = evalq.evaluate(args, ROOT, [SEQUENCE], tmp_path)
     seq = result["sequences"][SEQUENCE]
     assert seq["samples"] >= 1 and seq["clips_without_sample"] == 0, seq
-    assert seq["mean_best_J"] >= 0.75, seq
+    # 0.886 while the inpainting ring's object-coloured background went opaque (reconcile_layers without
+    # a missed-edge width), 0.926 with it
+    assert seq["mean_best_J"] >= 0.9, seq
     assert seq["wrong_object_share"] == 0.0 and seq["empty_alpha_share"] == 0.0, seq
     # the car must be gone from the background layer (true-object pixels left unchanged there)
     assert seq["bg_unchanged_share"] <= 0.1, seq
