@@ -87,8 +87,8 @@ def recompose_psnr(frames: np.ndarray, fg: np.ndarray, bg: np.ndarray, alpha: np
     region = np.stack([edge_band(a, band) for a in alpha])
     if not region.any():
         return 60.0
-    rec = composite(fg, bg, alpha)
-    mse = float(((rec[region].astype(np.float32) - frames[region]) ** 2).mean())
+    rec = composite(fg[region], bg[region], alpha[region])  # only the band's pixels (same values)
+    mse = float(((rec.astype(np.float32) - frames[region]) ** 2).mean())
     return float(min(60.0, 10 * np.log10(255.0**2 / max(mse, 1e-12))))
 
 

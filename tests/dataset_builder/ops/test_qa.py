@@ -41,3 +41,18 @@ def test_alpha_scores_describe_the_matte_not_the_added_shadow_alpha():
     b = qa_scores(frames, frames, bg, alpha)
     assert a["qa_edge_band_px"] == b["qa_edge_band_px"] and a["qa_soft_visible_share"] == b["qa_soft_visible_share"]
     assert a["qa_reconciled_share"] > 0.5 and b["qa_reconciled_share"] == 0.0
+
+
+def test_recompose_psnr_is_the_band_psnr_of_the_whole_frame_composite():
+    from dataset_builder.ops.alpha import edge_band
+    from dataset_builder.ops.composite import composite
+    from dataset_builder.ops.qa import recompose_psnr
+
+    frames, alpha = _clip()
+    rng = np.random.default_rng(3)
+    alpha = np.where(rng.random(alpha.shape) < 0.2, rng.integers(0, 256, alpha.shape), alpha).astype(np.uint8)
+    fg = rng.integers(0, 256, frames.shape, dtype=np.uint8)
+    bg = np.clip(frames.astype(int) + rng.integers(-20, 21, frames.shape), 0, 255).astype(np.uint8)
+    region = np.stack([edge_band(a, 3) for a in alpha])
+    mse = float(((composite(fg, bg, alpha)[region].astype(np.float32) - frames[region]) ** 2).mean())
+    assert recompose_psnr(frames, fg, bg, alpha, 3) == float(min(60.0, 10 * np.log10(255.0**2 / mse)))
