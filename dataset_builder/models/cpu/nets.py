@@ -89,17 +89,18 @@ class YoloV3Tiny:
     def __call__(self, image: np.ndarray) -> list[Detection]:
         h, w = image.shape[:2]
         self.net.setInput(cv2.dnn.blobFromImage(image, 1 / 255.0, (416, 416), swapRB=False, crop=False))
-        boxes, scores, classes = [], [], []
-        for out in self.net.forward(self.layers):
-            for row in out:
-                cls = int(np.argmax(row[5:]))
-                score = float(row[4] * row[5 + cls])
-                if score < self.confidence:
-                    continue
-                cx, cy, bw, bh = row[0] * w, row[1] * h, row[2] * w, row[3] * h
-                boxes.append([int(cx - bw / 2), int(cy - bh / 2), int(bw), int(bh)])
-                scores.append(score)
-                classes.append(cls)
+        # All rows of both heads at once (the per-row Python loop cost ~30 ms a call); float32 maths as
+        # per row, the threshold compared in float64 as the float() scores were.
+        rows = np.concatenate([o.reshape(-1, o.shape[-1]) for o in self.net.forward(self.layers)])
+        cls = np.argmax(rows[:, 5:], axis=1)
+        score = rows[:, 4] * rows[np.arange(len(rows)), 5 + cls]
+        keep = score.astype(np.float64) >= self.confidence
+        rows, cls, score = rows[keep], cls[keep], score[keep]
+        cx, cy, bw, bh = rows[:, 0] * w, rows[:, 1] * h, rows[:, 2] * w, rows[:, 3] * h
+        xywh = np.stack([cx - bw / 2, cy - bh / 2, bw, bh], 1).astype(np.int64)  # int(): toward zero
+        boxes = xywh.tolist()
+        scores = score.astype(np.float64).tolist()
+        classes = cls.tolist()
         keep = cv2.dnn.NMSBoxes(boxes, scores, self.confidence, self.nms) if boxes else []
         dets = []
         for i in np.asarray(keep).reshape(-1):

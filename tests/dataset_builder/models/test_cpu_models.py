@@ -11,6 +11,7 @@ import sys
 import zipfile
 from pathlib import Path
 
+import cv2
 import numpy as np
 import pytest
 
@@ -136,3 +137,47 @@ def test_labels_name_a_class_only_on_consistent_evidence_else_its_group_else_a_p
     assert vote_label([{"motorbike": 0.7}] * 5 + [{}], 6) == "motorbike"  # not "motorbike and vehicle"
     assert vote_label([{"person": 0.4}, {}, {"person": 0.35}, *none[3:]], 9) == "person"  # weak but twice
     assert is_placeholder(vote_label([{"person": 0.4}, *none[1:]], 9))
+
+
+def test_yolo_decoding_matches_the_per_row_reference():
+    """YoloV3Tiny turns the raw head rows into boxes with array ops; same boxes, labels and scores as
+    the per-row loop it replaced (float32 maths, threshold on the float score, int() toward zero)."""
+    from dataset_builder.models.cpu.nets import YoloV3Tiny
+
+    rng = np.random.default_rng(0)
+    heads = [rng.random((507, 85), dtype=np.float32) ** 3, rng.random((2028, 85), dtype=np.float32) ** 3]
+    for head in heads:
+        head[:, :4] = rng.random((len(head), 4), dtype=np.float32) * 1.2 - 0.1  # boxes past the borders too
+
+    class Net:
+        def setInput(self, blob):
+            pass
+
+        def forward(self, layers):
+            return heads
+
+    yolo = YoloV3Tiny.__new__(YoloV3Tiny)
+    yolo.net, yolo.layers, yolo.names = Net(), ["a", "b"], [f"c{i}" for i in range(80)]
+    image = np.zeros((240, 426, 3), np.uint8)
+    for confidence in (0.05, 0.3):
+        yolo.confidence, yolo.nms = confidence, 0.4
+        boxes, scores, classes = [], [], []
+        for out in heads:
+            for row in out:
+                cls = int(np.argmax(row[5:]))
+                score = float(row[4] * row[5 + cls])
+                if score < confidence:
+                    continue
+                cx, cy, bw, bh = row[0] * 426, row[1] * 240, row[2] * 426, row[3] * 240
+                boxes.append([int(cx - bw / 2), int(cy - bh / 2), int(bw), int(bh)])
+                scores.append(score)
+                classes.append(cls)
+        keep = cv2.dnn.NMSBoxes(boxes, scores, confidence, 0.4)
+        want = []
+        for i in np.asarray(keep).reshape(-1):
+            x, y, bw, bh = boxes[i]
+            x0, y0, x1, y1 = max(0, x), max(0, y), min(426, x + bw), min(240, y + bh)
+            if x1 > x0 and y1 > y0:
+                want.append(((x0, y0, x1, y1), f"c{classes[i]}", scores[i]))
+        got = [(d.box, d.label, d.score) for d in yolo(image)]
+        assert got == sorted(want, key=lambda d: -d[2]) and len(got) > 3
