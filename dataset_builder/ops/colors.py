@@ -40,14 +40,14 @@ def dominant_colors(
     Deterministic subsampling keeps this cheap on whole clips.
     """
     px = pixels.reshape(-1, 3)
-    w = np.ones(len(px)) if weights is None else weights.reshape(-1).astype(np.float64)
-    keep = w > 0
-    px, w = px[keep], w[keep]
-    if len(px) == 0:
+    # Every ``step``-th pixel of positive weight, picked by index (whole clips: no full-size copies)
+    idx = np.arange(len(px)) if weights is None else np.flatnonzero(weights.reshape(-1) > 0)
+    if len(idx) == 0:
         return []
-    if len(px) > max_samples:
-        step = int(np.ceil(len(px) / max_samples))
-        px, w = px[::step], w[::step]
+    if len(idx) > max_samples:
+        idx = idx[:: int(np.ceil(len(idx) / max_samples))]
+    px = px[idx]
+    w = np.ones(len(idx)) if weights is None else weights.reshape(-1)[idx].astype(np.float64)
     names = color_names(px)
     labels, inverse = np.unique(names, return_inverse=True)
     totals = np.bincount(inverse, weights=w) / w.sum()
