@@ -98,9 +98,16 @@ def soft_alpha(
     if band <= 0 or not hard.any() or hard.all():
         return hard.astype(np.uint8) * 255
     unknown = edge_band(mask, band)
-    soft = np.clip(guided_filter(frame, hard.astype(np.float32), radius, eps, where=unknown), 0.0, 1.0)
+    # The filter's value at a band pixel depends on pixels within 2 * radius of it (two box filters):
+    # it runs on the band's bounding box grown by more than that (same values, far fewer pixels).
+    win = object_window(unknown.astype(np.uint8), margin=2 * radius + 2)
+    out = hard.astype(np.float32)
+    if win is None:
+        return np.round(out * 255).astype(np.uint8)
+    sub = unknown[win]
+    soft = np.clip(guided_filter(frame[win], out[win], radius, eps, where=sub), 0.0, 1.0)
     soft = np.where(soft < snap, 0.0, np.where(soft > 1.0 - snap, 1.0, soft))
-    out = np.where(unknown, soft, hard.astype(np.float32))
+    out[win] = np.where(sub, soft, out[win])
     return np.round(out * 255).astype(np.uint8)
 
 
