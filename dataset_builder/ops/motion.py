@@ -213,6 +213,23 @@ def motion_residual(frame: np.ndarray, background: np.ndarray, tolerance: int = 
     background in a ``(2*tolerance+1)^2`` window, which cancels sub-pixel registration error and
     edge aliasing without blurring the mover itself.
     """
+    if frame.dtype != np.uint8 or background.dtype != np.uint8:
+        return _motion_residual_any(frame, background, tolerance)
+    # uint8 saturating maths: the envelope max >= min, so at most one excess is non-zero
+    if tolerance > 0:
+        k = np.ones((2 * tolerance + 1, 2 * tolerance + 1), np.uint8)
+        diff = cv2.max(cv2.subtract(frame, cv2.dilate(background, k)), cv2.subtract(cv2.erode(background, k), frame))
+    else:
+        diff = cv2.absdiff(frame, background)
+    if diff.ndim == 2:
+        return diff.astype(np.float32)
+    if diff.shape[2] != 3:
+        return diff.astype(np.float32).mean(axis=2)
+    total = diff[..., 0].astype(np.uint16) + diff[..., 1] + diff[..., 2]  # exact: the float32 channel sum
+    return total.astype(np.float32) / np.float32(3)  # == float32 mean over the channels, ~4x cheaper
+
+
+def _motion_residual_any(frame: np.ndarray, background: np.ndarray, tolerance: int) -> np.ndarray:
     f = frame.astype(np.int16)
     if tolerance > 0:
         k = np.ones((2 * tolerance + 1, 2 * tolerance + 1), np.uint8)
