@@ -132,16 +132,18 @@ def median_of_first(cands: np.ndarray, count: np.ndarray) -> np.ndarray:
 
 def flow_fill(
     frames: np.ndarray, holes: np.ndarray, cum: np.ndarray, max_candidates: int = 3, max_side: int = 360,
-    max_steps: int | None = None,
+    max_steps: int | None = None, source_holes: np.ndarray | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Fill hole pixels from the frames where they are visible, found along completed optical flow.
 
     Each hole pixel of frame i is followed frame by frame (chaining the completed flows, forward and
     backward); wherever its track leaves the other frame's hole, that frame's colour is a candidate,
     sampled once from the original frame (no blur from repeated resampling). The per-channel median of
-    the ``max_candidates`` nearest-in-time candidates is the fill. Returns (uint8 frames, bool unseen).
+    the ``max_candidates`` nearest-in-time candidates is the fill. ``source_holes`` (default ``holes``):
+    where a frame may not be read from. Returns (uint8 frames, bool unseen).
     """
     t, h, w = holes.shape
+    source_holes = holes if source_holes is None else source_holes
     out, unseen = frames.copy(), holes.copy()
     if t < 2 or not holes.any():
         return out, unseen
@@ -169,7 +171,7 @@ def flow_fill(
                 inside = (pos[:, 0] >= 0) & (pos[:, 0] <= sw - 1) & (pos[:, 1] >= 0) & (pos[:, 1] <= sh - 1)
                 alive[d] &= inside
                 full = np.stack([pos[:, 0] / sx, pos[:, 1] / sy], 1)
-                in_hole = _sample(holes[j].astype(np.uint8), full, nearest=True) > 0
+                in_hole = _sample(source_holes[j].astype(np.uint8), full, nearest=True) > 0
                 take = alive[d] & ~in_hole & (count < max_candidates)
                 if take.any():
                     cands[count[take], np.nonzero(take)[0]] = _sample(frames[j], full[take])
@@ -186,11 +188,13 @@ def flow_fill(
 
 def temporal_fill(
     frames: np.ndarray, holes: np.ndarray, cum: np.ndarray, max_candidates: int = 5, max_sources: int = 12,
-    margin: int = 2,
+    margin: int = 2, source_holes: np.ndarray | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Fill holes from aligned other frames (a source pixel counts when it lies ``margin`` px inside
-    that frame and outside its hole). Returns (filled uint8 frames, bool "still unseen")."""
+    that frame and outside its hole, ``source_holes`` when given). Returns (filled uint8 frames, bool
+    "still unseen")."""
     t, h, w = holes.shape
+    source_holes = holes if source_holes is None else source_holes
     out = frames.copy()
     unseen = holes.copy()
     for i in range(t):
@@ -207,7 +211,7 @@ def temporal_fill(
             src = cv2.perspectiveTransform(pts, relative_homography(cum, i, j)).reshape(-1, 2).astype(np.float32)
             inside = (src[:, 0] >= margin) & (src[:, 0] <= w - 1 - margin) & \
                      (src[:, 1] >= margin) & (src[:, 1] <= h - 1 - margin)
-            ok[k] = inside & (_sample(holes[j].astype(np.uint8), src, nearest=True) == 0)
+            ok[k] = inside & (_sample(source_holes[j].astype(np.uint8), src, nearest=True) == 0)
             if ok[k].any():
                 vals[k, ok[k]] = _sample(frames[j], src[ok[k]])
             if (ok[: k + 1].sum(0) >= max_candidates).all():
@@ -248,6 +252,20 @@ def seam_blend(original: np.ndarray, filled: np.ndarray, hole: np.ndarray, core:
     return np.where(hole[..., None], np.clip(np.round(out), 0, 255).astype(np.uint8), original)
 
 
+def source_exclusion(holes: np.ndarray, reach: int) -> np.ndarray:
+    """Where each frame may not lend pixels: its own hole and, with ``reach`` > 0, the holes of the
+    ``reach`` frames on either side. A mask that missed part of the object in one frame (the object
+    is then visible there outside the hole) would otherwise lend the object to every other frame's
+    fill, a ghost in the bg; the neighbours' holes usually still cover it."""
+    if reach <= 0:
+        return holes
+    out = holes.copy()
+    for d in range(1, reach + 1):
+        out[d:] |= holes[:-d]
+        out[:-d] |= holes[d:]
+    return out
+
+
 def inpaint_video(
     frames: np.ndarray,
     masks: np.ndarray,
@@ -261,20 +279,24 @@ def inpaint_video(
     spatial_radius: int = 5,
     spatial_method: str = "telea",
     seam: int = 3,
+    source_reach: int = 0,
 ) -> tuple[np.ndarray, dict[str, float]]:
     """Remove the masked object from every frame. ``cum``: frame -> frame-0 homographies.
+    ``source_reach``: see :func:`source_exclusion`.
 
     Returns (background uint8 (T,H,W,3), stats: hole fraction, share filled along flow, share filled
     temporally in all).
     """
     holes = dilate_masks(masks, dilate, shadow=shadow)
     core = masks >= 128
+    sources = source_exclusion(holes, source_reach)
     if flow:
-        filled, unseen = flow_fill(frames, holes, cum, max_candidates=min(3, max_candidates), max_side=flow_max_side)
+        filled, unseen = flow_fill(frames, holes, cum, max_candidates=min(3, max_candidates), max_side=flow_max_side,
+                                   source_holes=sources)
     else:
         filled, unseen = frames, holes
     flow_unseen = int(unseen.sum())
-    filled, unseen = temporal_fill(filled, unseen, cum, max_candidates, max_sources)
+    filled, unseen = temporal_fill(filled, unseen, cum, max_candidates, max_sources, source_holes=sources)
     out = np.empty_like(frames)
     for i in range(len(frames)):
         painted = spatial_fill(filled[i], unseen[i], spatial_radius, spatial_method)

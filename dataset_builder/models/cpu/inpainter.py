@@ -32,6 +32,10 @@ class InpainterOptions(Options):
     spatial_radius: int = Field(5, ge=1)
     #: Width in px of the fade from the input into the fill at the hole border.
     seam: int = Field(3, ge=0)
+    #: A frame lends no pixels where the holes of the ``source_reach`` frames either side are: a mask
+    #: that missed part of the object in one frame would lend the object to the others' fill (ghost).
+    #: DAVIS dog: true-object pixels left in the bg 12.1 % -> 9.6 % at 1, J and edge PSNR unchanged.
+    source_reach: int = Field(1, ge=0)
 
 
 class TemporalSpatialInpainter:
@@ -50,5 +54,6 @@ class TemporalSpatialInpainter:
             frames, masks, cum, dilate=o.dilate, shadow=o.shadow, flow=o.flow, flow_max_side=o.flow_max_side,
             max_candidates=o.max_candidates, max_sources=o.max_sources,
             spatial_radius=o.spatial_radius, spatial_method=o.spatial_method, seam=o.seam,
+            source_reach=o.source_reach,
         )
         return bg

@@ -94,3 +94,27 @@ def test_median_of_first_matches_nanmedian():
     count = rng.integers(1, 6, 300)
     padded = np.where(np.arange(5)[:, None, None] < count[None, :, None], cands, np.nan)
     np.testing.assert_allclose(median_of_first(cands, count), np.nanmedian(padded, axis=0))
+
+
+def test_a_frame_whose_mask_missed_the_object_lends_it_to_no_other_frame():
+    """Static camera, a red box moving 2 px a frame; frame 5's mask missed the box's right half. Without
+    ``source_reach`` the fills of the other frames borrow it there (a red ghost in their bg); with the
+    neighbours' holes excluded as sources they do not."""
+    from dataset_builder.ops.inpaint import inpaint_video
+
+    rng = np.random.default_rng(3)
+    bg = cv2.GaussianBlur(rng.integers(60, 200, (H, W, 3), dtype=np.uint8), (0, 0), 2.0)
+    frames, masks = np.repeat(bg[None], T, 0), np.zeros((T, H, W), np.uint8)
+    for t in range(T):
+        x0 = 50 + 2 * t
+        frames[t, 30:70, x0: x0 + 30] = (230, 40, 40)
+        masks[t, 30:70, x0: x0 + (15 if t == 5 else 30)] = 255
+    cum = np.repeat(np.eye(3)[None], T, 0)
+
+    def ghost(out):  # red pixels in the bg of every frame but the broken one
+        red = (out[..., 0] > 200) & (out[..., 1] < 80) & (out[..., 2] < 80)
+        return int(np.delete(red, 5, axis=0).sum())
+
+    plain, _ = inpaint_video(frames, masks, cum, dilate=2, flow_max_side=160)
+    reach, _ = inpaint_video(frames, masks, cum, dilate=2, flow_max_side=160, source_reach=1)
+    assert ghost(plain) > 50 and ghost(reach) == 0, (ghost(plain), ghost(reach))
