@@ -130,6 +130,7 @@ def track_keyframes(
     max_redetect: int = 1,
     skip_iou: float = 0.0,
     max_skips: int = 1,
+    max_detections: int = 0,
     prune_ratio: float = 0.0,
 ) -> list[Track]:
     """Link per-keyframe candidate masks into tracks.
@@ -153,7 +154,9 @@ def track_keyframes(
     ``skip_iou`` > 0: a keyframe right after one where every track anchored there was re-anchored with
     IoU >= ``skip_iou`` (flow follows every object) is skipped, at most ``max_skips`` in a row, never
     the first or last; ``candidates[k]`` is then not read, so a lazy sequence detects only on keyframes
-    in use.
+    in use. ``max_detections`` > 0 (with ``skip_iou`` > 0): a keyframe is also skipped (within
+    ``max_skips``) while the detections so far exceed that budget's share of the keyframes so far, so a
+    hard clip's detections are spread evenly instead of spent on its first frames.
     """
     tracks: list[Track] = []
     last_mask: list[np.ndarray] = []
@@ -167,6 +170,9 @@ def track_keyframes(
             held = [t for t in tracks if k - 1 - run in t.anchors]
             if held and all(len(t.anchors) > 1 and t.match_ious and t.match_ious[-1] >= skip_iou for t in held):
                 skipped.add(k)
+                continue
+            if max_detections and k - len(skipped) >= max_detections * (k + 1) / len(keyframes):
+                skipped.add(k)  # over the detection budget's share so far: spread what is left
                 continue
         cands = candidates[k]
         predicted = [propagate(m, f, frame) for m, f in zip(last_mask, last_frame)]

@@ -212,6 +212,17 @@ def test_a_lost_track_is_re_detected_where_it_is_predicted_and_a_wrong_size_answ
     assert [t.anchors for t in huge] == [{0: 0, 1: 0}]
 
 
+def _lazy_detector(boxes, read):
+    """A candidate sequence that records which keyframes were read (a lazy detector runs only there)."""
+
+    class Lazy:
+        def __getitem__(self, k):
+            read.append(k)
+            return [boxes[k]]
+
+    return Lazy
+
+
 def test_keyframes_after_a_tight_re_anchoring_are_skipped_and_never_read():
     """Flow that follows the object (re-anchoring IoU ~1) makes the next keyframe's detection
     unnecessary: it is not read (a lazy detector does not run there), never two in a row."""
@@ -219,11 +230,7 @@ def test_keyframes_after_a_tight_re_anchoring_are_skipped_and_never_read():
     boxes = [_box(h, w, 20 + 2 * f, 20, 16) for f in keys]
     moved = lambda m, s, d: np.roll(m, 2 * (d - s), axis=1)  # noqa: E731  (exact flow)
     read = []
-
-    class Lazy:
-        def __getitem__(self, k):
-            read.append(k)
-            return [boxes[k]]
+    Lazy = _lazy_detector(boxes, read)  # noqa: N806
 
     tracks = track_keyframes(keys, Lazy(), moved, min_iou=0.3, skip_iou=0.9)
     assert read == [0, 1, 3, 5] and [t.anchors for t in tracks] == [{0: 0, 1: 0, 3: 0, 5: 0}]
@@ -238,11 +245,7 @@ def test_skips_in_a_row_are_bounded_by_max_skips():
     boxes = [_box(h, w, 20 + 2 * f, 20, 16) for f in keys]
     moved = lambda m, s, d: np.roll(m, 2 * (d - s), axis=1)  # noqa: E731  (exact flow)
     read = []
-
-    class Lazy:
-        def __getitem__(self, k):
-            read.append(k)
-            return [boxes[k]]
+    Lazy = _lazy_detector(boxes, read)  # noqa: N806
 
     track_keyframes(keys, Lazy(), moved, min_iou=0.3, skip_iou=0.9, max_skips=2)
     assert read == [0, 1, 4, 7]
@@ -307,3 +310,21 @@ def test_interleaved_fragments_of_one_object_are_merged_and_the_bad_anchors_prun
     far = [[good[k]] if k not in part else [_box(h, w, 150 + 3 * k, 30, 10)] for k in keys]
     split = track_keyframes(keys, far, moved, min_iou=0.3, reach=0)
     assert len(merge_interleaved(split, keys, far, moved)) == len(split) == 2
+
+
+def test_a_detection_budget_spreads_the_detections_over_a_hard_clip():
+    """Flow never holds (re-anchoring IoU < skip_iou): every keyframe is detected on, unless a budget
+    is set; then the detections are spread over the whole clip (first and last always)."""
+    h, w, keys = 60, 200, list(range(16))
+    boxes = [_box(h, w, 20 + 2 * f, 20, 16) for f in keys]
+    lagging = lambda m, s, d: np.roll(m, d - s, axis=1)  # noqa: E731  (flow lags: IoU < 0.9)
+    read = []
+    Lazy = _lazy_detector(boxes, read)  # noqa: N806
+
+    track_keyframes(keys, Lazy(), lagging, min_iou=0.3, skip_iou=0.9, max_skips=2)
+    assert read == keys
+    read.clear()
+    tracks = track_keyframes(keys, Lazy(), lagging, min_iou=0.3, skip_iou=0.9, max_skips=2, max_detections=8)
+    assert read[0] == 0 and read[-1] == 15 and len(read) <= 9
+    assert max(b - a for a, b in zip(read, read[1:])) <= 3  # never more than max_skips in a row
+    assert len(tracks) == 1 and sorted(tracks[0].anchors) == read
