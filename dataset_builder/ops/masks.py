@@ -136,7 +136,12 @@ def area_stability(masks: np.ndarray) -> float:
     areas = areas[areas > 0]
     if len(areas) < 2:
         return float(len(areas))
-    return float(np.clip(1.0 - areas.std() / areas.mean(), 0.0, 1.0))
+    return _one_minus_cv(areas)
+
+
+def _one_minus_cv(values: np.ndarray) -> float:
+    """1 - coefficient of variation, clipped to 0..1."""
+    return float(np.clip(1.0 - values.std() / values.mean(), 0.0, 1.0))
 
 
 def trend_area_stability(masks: np.ndarray) -> float:
@@ -149,5 +154,4 @@ def trend_area_stability(masks: np.ndarray) -> float:
         return area_stability(masks)
     log_area = np.log(areas[t])
     slope, icpt = np.polyfit(t.astype(np.float64), log_area, 1)
-    rel = np.exp(log_area - (slope * t + icpt))
-    return float(np.clip(1.0 - rel.std() / rel.mean(), 0.0, 1.0))
+    return _one_minus_cv(np.exp(log_area - (slope * t + icpt)))

@@ -242,6 +242,7 @@ def stitch_tracks(tracks: list[Track], keyframes: list[int], candidates: list[li
             for drop in (0, 1)[: len(own)]:
                 ka = own[-1 - drop]
                 src = candidates[ka][ta.anchors[ka]]
+                a0 = float(src.sum())
                 kept = own[: len(own) - drop]
                 trend_frames = [keyframes[k] for k in kept]
                 trend_areas = [area(k, ta.anchors[k]) for k in kept]
@@ -251,7 +252,6 @@ def stitch_tracks(tracks: list[Track], keyframes: list[int], candidates: list[li
                         continue
                     ct, at = _centroid_area(propagate(src, keyframes[ka], keyframes[kb]))
                     cc, ac = _centroid_area(candidates[kb][tb.anchors[kb]])
-                    a0 = float(src.sum())
                     trend = expected_area(trend_frames, trend_areas, keyframes[kb])
                     if not at or not (_area_ok(max(at, a0), ac, max_area_ratio)
                                       or _area_ok(trend, ac, max_area_ratio)):
@@ -266,7 +266,8 @@ def stitch_tracks(tracks: list[Track], keyframes: list[int], candidates: list[li
         _, a, b, drop = best
         if drop:
             del tracks[a].anchors[max(tracks[a].anchors)]
-            tracks[a].match_ious.pop() if tracks[a].match_ious else None
+            if tracks[a].match_ious:
+                tracks[a].match_ious.pop()
         tracks[a].anchors.update(tracks[b].anchors)
         tracks[a].match_ious += [0.0, *tracks[b].match_ious]
         del tracks[b]
@@ -326,25 +327,25 @@ def prune_size_outliers(tracks: list[Track], keyframes: list[int], candidates: l
     interpolation of its two neighbouring anchors' areas: a keyframe segmentation that lost half the
     object (or merged with its surroundings) between two that agree. The frame is then filled like any
     frame between anchors (flow from the neighbours) instead of carrying the bad mask into the sample."""
+    limit = np.log(max_ratio)
     out = []
     for tr in tracks:
         anchors = dict(tr.anchors)
-        changed = True
-        while changed and len(anchors) >= 3:
-            changed = False
+        log_area = {k: np.log(max(float(candidates[k][ci].sum()), 1.0)) for k, ci in anchors.items()}
+        while len(anchors) >= 3:
             ks = sorted(anchors)
-            worst, worst_dev = None, np.log(max_ratio)
+            worst, worst_dev = None, limit
             for p, k, n in zip(ks, ks[1:], ks[2:]):
                 fp, fk, fn = keyframes[p], keyframes[k], keyframes[n]
-                lp, lk, ln = (np.log(max(float(candidates[x][anchors[x]].sum()), 1.0)) for x in (p, k, n))
-                if abs(lp - ln) > np.log(max_ratio) * (fn - fp):
+                lp, lk, ln = log_area[p], log_area[k], log_area[n]
+                if abs(lp - ln) > limit * (fn - fp):
                     continue  # the neighbours disagree: no reference
                 dev = abs(lk - (lp + (ln - lp) * (fk - fp) / (fn - fp)))
                 if dev > worst_dev:
                     worst, worst_dev = k, dev
-            if worst is not None:
-                del anchors[worst]
-                changed = True
+            if worst is None:
+                break
+            del anchors[worst]
         out.append(Track(anchors, list(tr.match_ious)))
     return out
 
