@@ -6,6 +6,7 @@ blobs, not raw frames: RGB layers as H.264 (yuv420p, CRF), alpha losslessly as F
 
 from __future__ import annotations
 
+import functools
 import io
 from dataclasses import dataclass
 from pathlib import Path
@@ -195,21 +196,55 @@ def _iter_cv2(path: str):
     return fps, gen()
 
 
+@functools.cache
+def x264_options() -> dict[str, str]:
+    """Extra libx264 options that make its output a function of its input. On CPUs with AVX-512 its
+    AVX-512 code paths made the same frames encode to different bytes (and pixels) from call to call,
+    even single-threaded (measured on the PyAV 18 wheels: 3-8 variants in 20 encodes of one DAVIS clip);
+    capped at AVX2, 60 of 60 were identical. Only capped where the CPU has AVX2 (x264 does not check a
+    forced set against the CPU)."""
+    try:
+        flags = next((line.split(":", 1)[1].split() for line in Path("/proc/cpuinfo").read_text().splitlines()
+                      if line.startswith("flags")), [])
+    except OSError:  # not Linux: no way to tell here, x264 decides
+        return {}
+    return {"x264-params": "asm=AVX2"} if "avx512f" in flags and "avx2" in flags else {}
+
+
+def i420_frame(rgb: np.ndarray):
+    """An RGB frame (even H and W) as a yuv420p ``av.VideoFrame``, converted by OpenCV (BT.601 limited
+    range, as swscale's default). Not PyAV's implicit swscale conversion: it reads memory it did not
+    write, so the same frames encoded twice gave different bytes (and pixels), and identical inputs
+    different shards."""
+    import av
+    import cv2
+
+    return av.VideoFrame.from_ndarray(cv2.cvtColor(np.ascontiguousarray(rgb, np.uint8), cv2.COLOR_RGB2YUV_I420),
+                                      format="yuv420p")
+
+
 def encode_rgb(frames: np.ndarray, fps: float, crf: int = 18, codec: str = "libx264") -> bytes:
-    """H.264 MP4 (yuv420p) in memory. ``frames``: uint8 (T, H, W, 3), H and W even."""
+    """H.264 MP4 (yuv420p) in memory. ``frames``: uint8 (T, H, W, 3), H and W even.
+
+    The frames are converted by :func:`i420_frame` and coded with :func:`x264_options`, so identical
+    frames give identical bytes."""
     import av
 
     frames = np.ascontiguousarray(frames, dtype=np.uint8)
     if frames.ndim != 4 or frames.shape[-1] != 3:
         raise ValueError(f"expected (T, H, W, 3) frames, got {frames.shape}")
+    if frames.shape[1] % 2 or frames.shape[2] % 2:
+        raise ValueError(f"yuv420p needs even frame sizes, got {frames.shape[2]}x{frames.shape[1]}")
     buf = io.BytesIO()
     with av.open(buf, mode="w", format="mp4") as container:
         stream = container.add_stream(codec, rate=_rate(fps))
         stream.width, stream.height = frames.shape[2], frames.shape[1]
         stream.pix_fmt = "yuv420p"
-        stream.options = {"crf": str(crf), "preset": "medium"} if codec == "libx264" else {}
-        for rgb in frames:
-            for packet in stream.encode(av.VideoFrame.from_ndarray(rgb, format="rgb24")):
+        stream.options = {"crf": str(crf), "preset": "medium", **x264_options()} if codec == "libx264" else {}
+        for i, rgb in enumerate(frames):
+            frame = i420_frame(rgb)
+            frame.pts = i
+            for packet in stream.encode(frame):
                 container.mux(packet)
         for packet in stream.encode():
             container.mux(packet)
@@ -251,8 +286,8 @@ def encode_static_rgb(frame: np.ndarray, num_frames: int, fps: float, crf: int =
         stream = container.add_stream("libx264", rate=rate)
         stream.width, stream.height = frame.shape[1], frame.shape[0]
         stream.pix_fmt = "yuv420p"
-        stream.options = {"crf": str(crf), "preset": "medium"}
-        video_frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(frame, np.uint8), format="rgb24")
+        stream.options = {"crf": str(crf), "preset": "medium", **x264_options()}
+        video_frame = i420_frame(frame)
         packets = [*stream.encode(video_frame), *stream.encode()]
         if len(packets) != 1:
             raise RuntimeError(f"expected one packet for one frame, got {len(packets)}")

@@ -8,6 +8,7 @@ from dataset_builder.io.video import (
     decode_frames_at,
     encode_alpha,
     encode_rgb,
+    encode_static_rgb,
     probe_video,
 )
 
@@ -36,6 +37,8 @@ def test_rgb_roundtrip_is_close_and_keeps_shape():
 def test_encode_rejects_bad_shapes():
     with pytest.raises(ValueError):
         encode_rgb(np.zeros((2, 8, 8), np.uint8), fps=8)
+    with pytest.raises(ValueError, match="even"):
+        encode_rgb(np.zeros((2, 8, 7, 3), np.uint8), fps=8)
     with pytest.raises(ValueError):
         encode_alpha(np.zeros((2, 8, 8, 3), np.uint8), fps=8)
 
@@ -60,3 +63,14 @@ def test_decode_errors_are_clear(tmp_path, bikes_path):
         decode_frames(tmp_path / "missing.mp4")
     with pytest.raises(VideoDecodeError, match="decoded 0 of 1"):
         decode_frames_at(bikes_path, [400])
+
+
+def test_rgb_encode_is_byte_identical_across_calls():
+    """Identical inputs must give identical shards: PyAV's implicit rgb24 -> yuv420p conversion (swscale)
+    reads memory it did not write, so repeated encodes of the same frames in one process differed."""
+    rng = np.random.default_rng(1)
+    frames = np.clip(_gradient_clip(t=8, h=120, w=214).astype(int)
+                     + rng.integers(-20, 21, (8, 120, 214, 3)), 0, 255).astype(np.uint8)
+    encodes = {encode_rgb(frames, fps=8) for _ in range(4)}
+    assert len(encodes) == 1
+    assert len({encode_static_rgb(frames[0], 4, fps=8) for _ in range(4)}) == 1
