@@ -5,6 +5,8 @@ On each keyframe (every ``keyframe_interval`` frames and the last; see ``skip_io
 - YOLOv3-tiny gives class boxes. A box the salient regions do not cover (a second person in a crowd,
   a small object) is segmented on its own: U^2-Net on the enlarged box crop, the component that fills
   the box best. Candidates take the class of the boxes they cover ("person and bicycle" for a rider).
+  A region that merged objects (boxes of two distinct objects, or most of it outside its one box)
+  also gives each box's crop segmentation as a candidate; the tracks choose.
 Between keyframes, masks are carried by DIS optical flow (:mod:`dataset_builder.ops.flow`); at each
 keyframe, tracks are re-anchored on the detected masks by IoU (:mod:`dataset_builder.ops.track`), so
 identities do not switch and drift is reset. Fast movers at 8 fps outrun the flow: fragments are
@@ -69,6 +71,13 @@ class KeyframeSegmenterOptions(Options):
     #: A box counts as covered by a salient region holding this share of the box's area.
     box_covered: float = Field(0.3, ge=0, le=1)
     crop_margin: float = Field(0.15, ge=0)
+    #: A salient region covering boxes of two distinct named objects (overlapping by less than this
+    #: share of the smaller box; a rider and their bike are one) is replaced by each box's crop
+    #: segmentation (0: off). On DAVIS scooter-black the region held the scooter and the parked car.
+    split_overlap: float = Field(0.4, ge=0, le=1)
+    #: A region with more than this share outside its only class box (enlarged by ``crop_margin``)
+    #: merged the object with its surroundings: the box's crop segmentation replaces it (0: off).
+    merge_outside: float = Field(0.3, ge=0, le=1)
     #: People: every YOLO ``person`` box (up to ``max_person_crops``) is segmented on its crop by a
     #: person model; a region holding several people is split into them (ops.person.merge_person_masks).
     #: "selfie" (MediaPipe) measured best on the crowd clip; "none": U^2-Net for everybody. A missing
@@ -216,17 +225,25 @@ class KeyframeSegmenterTracker:
         comps = _components(sal >= o.saliency_threshold, o.min_area_fraction, o.max_area_fraction)
         cands = []
         used = [False] * len(dets)
+        fh, fw = frame.shape[:2]
         for comp in comps:
             classes: dict[str, float] = {}
+            covered = []
             for i, d in enumerate(dets):
                 x0, y0, x1, y1 = d.box
                 box_area = max(1, (x1 - x0) * (y1 - y0))
                 if comp[y0:y1, x0:x1].sum() >= o.box_covered * box_area:
                     classes[d.label] = max(classes.get(d.label, 0.0), d.score)
                     used[i] = True
+                    covered.append(d)
+            split = self._merged_objects(comp, covered)
+            parts = [(m, {d.label: d.score}, d.score) for d in split
+                     if (m := self._segment_box(frame, d.box, (sh, sw), (fh / sh, fw / sw))) is not None]
             cands.append((comp, classes, float(sal[comp].mean())))
+            # One region over two objects (a scooter and the car behind it): each also on its own; the
+            # tracks choose (by IoU with what flow carried), the region alone would merge them.
+            cands += parts
         crops = [d for d, u in zip(dets, used) if not u][: o.max_box_crops]
-        fh, fw = frame.shape[:2]
         for d in crops:
             mask = self._segment_box(frame, d.box, (sh, sw), (fh / sh, fw / sw))
             if mask is not None and not any(_iou(mask, c[0]) > 0.5 for c in cands):
@@ -237,6 +254,22 @@ class KeyframeSegmenterTracker:
                      for d in people]
             cands = _merge_people(cands, [(pm, sc) for pm, sc in found if pm is not None])
         return cands
+
+    def _merged_objects(self, comp: np.ndarray, covered: list) -> list:
+        """The class boxes to segment one by one instead of ``comp``, which merged them with each other
+        (two distinct objects, :func:`separate_objects`) or with what is around them (more than
+        ``merge_outside`` of the region lies outside its only named box, enlarged by the crop margin);
+        [] when ``comp`` is one object."""
+        o = self.options
+        if o.split_overlap > 0 and (split := separate_objects(covered, o.split_overlap)):
+            return split
+        named = [d for d in covered if d.label in GROUP_OF]
+        if o.merge_outside <= 0 or len(named) != 1:
+            return []
+        x0, y0, x1, y1 = named[0].box
+        mx, my = o.crop_margin * (x1 - x0), o.crop_margin * (y1 - y0)
+        inside = comp[max(0, int(y0 - my)):int(np.ceil(y1 + my)), max(0, int(x0 - mx)):int(np.ceil(x1 + mx))].sum()
+        return named if comp.sum() - inside > o.merge_outside * comp.sum() else []
 
     def _segment_near(self, frame: np.ndarray, predicted: np.ndarray, size, ratio):
         """U^2-Net on an enlarged box around where a lost track is predicted; the component that overlaps
@@ -288,6 +321,37 @@ class KeyframeSegmenterTracker:
             if fill > best_fill and (comp & inbox).sum() >= 0.7 * comp.sum():
                 best, best_fill = comp, fill
         return best if best_fill >= 0.2 else None
+
+
+#: A person on these is one object with it (a rider), never two to separate.
+RIDDEN = {"bicycle", "motorbike", "motorcycle", "horse", "elephant", "skateboard", "surfboard"}
+
+
+def separate_objects(boxes: list, max_overlap: float) -> list:
+    """The boxes (highest score first) that are distinct objects: named classes (see :data:`GROUP_OF`),
+    each overlapping every other kept one by less than ``max_overlap`` of the smaller box, never a
+    person with what they ride. Two or more back one salient region: it merged them."""
+    kept: list = []
+    for d in sorted(boxes, key=lambda d: -d.score):
+        if d.label not in GROUP_OF:
+            continue
+        if all(_box_overlap(d.box, k.box) < max_overlap and not _rider_pair(d.label, k.label) for k in kept):
+            kept.append(d)
+    return kept if len(kept) >= 2 else []
+
+
+def _rider_pair(a: str, b: str) -> bool:
+    return (a == "person" and b in RIDDEN) or (b == "person" and a in RIDDEN)
+
+
+def _box_overlap(a, b) -> float:
+    """Intersection over the smaller box's area."""
+    iw = min(a[2], b[2]) - max(a[0], b[0])
+    ih = min(a[3], b[3]) - max(a[1], b[1])
+    if iw <= 0 or ih <= 0:
+        return 0.0
+    small = min((a[2] - a[0]) * (a[3] - a[1]), (b[2] - b[0]) * (b[3] - b[1]))
+    return iw * ih / max(1, small)
 
 
 def _merge_people(cands: list[tuple[np.ndarray, dict, float]], people: list[tuple[np.ndarray, float]],

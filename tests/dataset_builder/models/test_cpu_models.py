@@ -181,3 +181,59 @@ def test_yolo_decoding_matches_the_per_row_reference():
                 want.append(((x0, y0, x1, y1), f"c{classes[i]}", scores[i]))
         got = [(d.box, d.label, d.score) for d in yolo(image)]
         assert got == sorted(want, key=lambda d: -d[2]) and len(got) > 3
+
+
+class _ColourNet:
+    """Stand-in for U^2-Net: salient = not the grey background; on a crop (smaller than the frame)
+    only the colour at the crop's centre, as a crop net segments the object it is centred on."""
+
+    def __init__(self, frame_shape):
+        self.frame_shape = frame_shape
+
+    def __call__(self, img):
+        fg = np.any(img != 90, axis=-1)
+        if img.shape[:2] != self.frame_shape:
+            centre = img[img.shape[0] // 2, img.shape[1] // 2]
+            fg = np.all(img == centre, axis=-1)
+        return fg.astype(np.float32)
+
+
+def _segmenter_on(frame, dets, **options):
+    from dataset_builder.models.cpu.keyframe_segmenter import KeyframeSegmenterOptions
+
+    seg = object.__new__(KeyframeSegmenterTracker)
+    seg.options = KeyframeSegmenterOptions(**options)
+    seg.u2net, seg.yolo, seg.person = _ColourNet(frame.shape[:2]), (lambda _: dets), None
+    return seg._candidates(frame, frame.shape[:2])
+
+
+def test_a_region_merging_two_objects_also_gives_each_object_on_its_own():
+    """DAVIS scooter-black: one salient region holds the scooter and the car parked behind it; the
+    class boxes say two objects, so each box's crop segmentation joins the candidates."""
+    from dataset_builder.models.cpu.nets import Detection
+
+    frame = np.full((120, 200, 3), 90, np.uint8)
+    scooter, car = np.zeros((120, 200), bool), np.zeros((120, 200), bool)
+    scooter[50:100, 40:100] = True
+    car[40:90, 100:170] = True
+    frame[scooter], frame[car] = (200, 30, 30), (30, 30, 200)
+    dets = [Detection((40, 50, 100, 100), "motorbike", 0.8), Detection((100, 40, 170, 90), "car", 0.7)]
+    masks = [c[0] for c in _segmenter_on(frame, dets)]
+    best = lambda gt: max((m & gt).sum() / (m | gt).sum() for m in masks)  # noqa: E731
+    assert best(scooter) > 0.9 and best(car) > 0.9
+    assert any((m & scooter).any() and (m & car).any() for m in masks)  # the merged region stays a candidate
+    masks = [c[0] for c in _segmenter_on(frame, dets, split_overlap=0, merge_outside=0)]
+    assert len(masks) == 1  # off: the merged region alone
+
+
+def test_a_rider_and_their_bike_stay_one_object():
+    from dataset_builder.models.cpu.keyframe_segmenter import separate_objects
+    from dataset_builder.models.cpu.nets import Detection
+
+    rider = [Detection((50, 20, 90, 80), "person", 0.9), Detection((40, 50, 110, 100), "motorbike", 0.8)]
+    assert separate_objects(rider, 0.4) == []
+    apart = [Detection((0, 0, 40, 40), "dog", 0.9), Detection((30, 30, 80, 80), "car", 0.6)]
+    assert [d.label for d in separate_objects(apart, 0.4)] == ["dog", "car"]
+    nested = [Detection((0, 0, 80, 80), "car", 0.9), Detection((10, 10, 50, 50), "truck", 0.6)]
+    assert separate_objects(nested, 0.4) == []  # one object boxed twice
+    assert separate_objects([apart[0], Detection((30, 30, 80, 80), "frisbee", 0.6)], 0.4) == []  # unnamed class
