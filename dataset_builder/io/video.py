@@ -211,16 +211,28 @@ def x264_options() -> dict[str, str]:
     return {"x264-params": "asm=AVX2"} if "avx512f" in flags and "avx2" in flags else {}
 
 
+def _check_yuv420_size(h: int, w: int) -> None:
+    if h % 2 or w % 2:
+        raise ValueError(f"yuv420p needs even frame sizes, got {w}x{h}")
+
+
 def i420_frame(rgb: np.ndarray):
     """An RGB frame (even H and W) as a yuv420p ``av.VideoFrame``, converted by OpenCV (BT.601 limited
     range, as swscale's default). Not PyAV's implicit swscale conversion: it reads memory it did not
     write, so the same frames encoded twice gave different bytes (and pixels), and identical inputs
-    different shards."""
+    different shards. OpenCV's I420 takes each 2x2 block's chroma from one pixel; it is taken from the
+    block's mean colour instead (as swscale filters it), so colour edges do not alias."""
     import av
     import cv2
 
-    return av.VideoFrame.from_ndarray(cv2.cvtColor(np.ascontiguousarray(rgb, np.uint8), cv2.COLOR_RGB2YUV_I420),
-                                      format="yuv420p")
+    rgb = np.ascontiguousarray(rgb, np.uint8)
+    h, w = rgb.shape[:2]
+    _check_yuv420_size(h, w)
+    yuv = cv2.cvtColor(rgb, cv2.COLOR_RGB2YUV_I420)
+    blocks = cv2.resize(cv2.resize(rgb, (w // 2, h // 2), interpolation=cv2.INTER_AREA), (w, h),
+                        interpolation=cv2.INTER_NEAREST)
+    yuv[h:] = cv2.cvtColor(blocks, cv2.COLOR_RGB2YUV_I420)[h:]
+    return av.VideoFrame.from_ndarray(yuv, format="yuv420p")
 
 
 def encode_rgb(frames: np.ndarray, fps: float, crf: int = 18, codec: str = "libx264") -> bytes:
@@ -233,8 +245,7 @@ def encode_rgb(frames: np.ndarray, fps: float, crf: int = 18, codec: str = "libx
     frames = np.ascontiguousarray(frames, dtype=np.uint8)
     if frames.ndim != 4 or frames.shape[-1] != 3:
         raise ValueError(f"expected (T, H, W, 3) frames, got {frames.shape}")
-    if frames.shape[1] % 2 or frames.shape[2] % 2:
-        raise ValueError(f"yuv420p needs even frame sizes, got {frames.shape[2]}x{frames.shape[1]}")
+    _check_yuv420_size(frames.shape[1], frames.shape[2])
     buf = io.BytesIO()
     with av.open(buf, mode="w", format="mp4") as container:
         stream = container.add_stream(codec, rate=_rate(fps))
@@ -280,6 +291,9 @@ def encode_static_rgb(frame: np.ndarray, num_frames: int, fps: float, crf: int =
     """
     import av
 
+    if frame.ndim != 3 or frame.shape[-1] != 3:
+        raise ValueError(f"expected an (H, W, 3) frame, got {frame.shape}")
+    _check_yuv420_size(*frame.shape[:2])
     rate = _rate(fps)
     buf = io.BytesIO()
     with av.open(buf, mode="w", format="mp4") as container:

@@ -72,11 +72,12 @@ class KeyframeSegmenterOptions(Options):
     box_covered: float = Field(0.3, ge=0, le=1)
     crop_margin: float = Field(0.15, ge=0)
     #: A salient region covering boxes of two distinct named objects (overlapping by less than this
-    #: share of the smaller box; a rider and their bike are one) is replaced by each box's crop
-    #: segmentation (0: off). On DAVIS scooter-black the region held the scooter and the parked car.
+    #: share of the smaller box; a rider and their bike are one) also gives each box's crop
+    #: segmentation as a candidate, up to ``max_box_crops`` a keyframe (0: off). On DAVIS
+    #: scooter-black the region held the scooter and the parked car.
     split_overlap: float = Field(0.4, ge=0, le=1)
     #: A region with more than this share outside its only class box (enlarged by ``crop_margin``)
-    #: merged the object with its surroundings: the box's crop segmentation replaces it (0: off).
+    #: merged the object with its surroundings: the box's crop segmentation is also a candidate (0: off).
     merge_outside: float = Field(0.3, ge=0, le=1)
     #: People: every YOLO ``person`` box (up to ``max_person_crops``) is segmented on its crop by a
     #: person model; a region holding several people is split into them (ops.person.merge_person_masks).
@@ -226,6 +227,7 @@ class KeyframeSegmenterTracker:
         cands = []
         used = [False] * len(dets)
         fh, fw = frame.shape[:2]
+        budget = o.max_box_crops  # crops of merged regions per keyframe (U^2-Net ~1 s a call)
         for comp in comps:
             classes: dict[str, float] = {}
             covered = []
@@ -236,7 +238,9 @@ class KeyframeSegmenterTracker:
                     classes[d.label] = max(classes.get(d.label, 0.0), d.score)
                     used[i] = True
                     covered.append(d)
-            split = self._merged_objects(comp, covered)
+            # People are told apart by the person model below (merge_person_masks), not by U^2-Net crops.
+            split = self._merged_objects(comp, [d for d in covered if self.person is None or d.label != "person"])
+            split, budget = split[:budget], budget - len(split[:budget])
             parts = [(m, {d.label: d.score}, d.score) for d in split
                      if (m := self._segment_box(frame, d.box, (sh, sw), (fh / sh, fw / sw))) is not None]
             cands.append((comp, classes, float(sal[comp].mean())))
@@ -256,7 +260,7 @@ class KeyframeSegmenterTracker:
         return cands
 
     def _merged_objects(self, comp: np.ndarray, covered: list) -> list:
-        """The class boxes to segment one by one instead of ``comp``, which merged them with each other
+        """The class boxes to segment one by one besides ``comp``, which merged them with each other
         (two distinct objects, :func:`separate_objects`) or with what is around them (more than
         ``merge_outside`` of the region lies outside its only named box, enlarged by the crop margin);
         [] when ``comp`` is one object."""

@@ -39,6 +39,10 @@ def test_encode_rejects_bad_shapes():
         encode_rgb(np.zeros((2, 8, 8), np.uint8), fps=8)
     with pytest.raises(ValueError, match="even"):
         encode_rgb(np.zeros((2, 8, 7, 3), np.uint8), fps=8)
+    with pytest.raises(ValueError, match="even"):
+        encode_static_rgb(np.zeros((7, 8, 3), np.uint8), 2, fps=8)
+    with pytest.raises(ValueError):
+        encode_static_rgb(np.zeros((8, 8, 4), np.uint8), 2, fps=8)
     with pytest.raises(ValueError):
         encode_alpha(np.zeros((2, 8, 8, 3), np.uint8), fps=8)
 
@@ -74,3 +78,18 @@ def test_rgb_encode_is_byte_identical_across_calls():
     encodes = {encode_rgb(frames, fps=8) for _ in range(4)}
     assert len(encodes) == 1
     assert len({encode_static_rgb(frames[0], 4, fps=8) for _ in range(4)}) == 1
+
+
+def test_chroma_is_the_2x2_mean_not_one_pixel_of_it():
+    """A one-pixel red dot on grey keeps a quarter of its colour wherever it sits in its 2x2 block
+    (OpenCV's I420 alone took each block's chroma from its top-left pixel: all or nothing)."""
+    from dataset_builder.io.video import i420_frame
+
+    chromas = []
+    for y, x in ((0, 0), (1, 1)):
+        rgb = np.full((8, 8, 3), 128, np.uint8)
+        rgb[y, x] = (255, 0, 0)
+        planes = i420_frame(rgb).to_ndarray()  # (12, 8): 8 rows of Y, then U and V (two chroma rows a row)
+        chromas.append(planes[8:].astype(int))
+    np.testing.assert_array_equal(chromas[0], chromas[1])
+    assert chromas[0][2, 0] > 140  # V of the dot's block (rows 8-9 hold U, 10-11 V): red at a quarter

@@ -198,13 +198,22 @@ class _ColourNet:
         return fg.astype(np.float32)
 
 
-def _segmenter_on(frame, dets, **options):
+class _Counted:
+    def __init__(self, net):
+        self.net, self.calls = net, 0
+
+    def __call__(self, img):
+        self.calls += 1
+        return self.net(img)
+
+
+def _segmenter_on(frame, dets, person=None, **options):
     from dataset_builder.models.cpu.keyframe_segmenter import KeyframeSegmenterOptions
 
     seg = object.__new__(KeyframeSegmenterTracker)
     seg.options = KeyframeSegmenterOptions(**options)
-    seg.u2net, seg.yolo, seg.person = _ColourNet(frame.shape[:2]), (lambda _: dets), None
-    return seg._candidates(frame, frame.shape[:2])
+    seg.u2net, seg.yolo, seg.person = _Counted(_ColourNet(frame.shape[:2])), (lambda _: dets), person
+    return seg._candidates(frame, frame.shape[:2]), seg.u2net.calls
 
 
 def test_a_region_merging_two_objects_also_gives_each_object_on_its_own():
@@ -218,11 +227,11 @@ def test_a_region_merging_two_objects_also_gives_each_object_on_its_own():
     car[40:90, 100:170] = True
     frame[scooter], frame[car] = (200, 30, 30), (30, 30, 200)
     dets = [Detection((40, 50, 100, 100), "motorbike", 0.8), Detection((100, 40, 170, 90), "car", 0.7)]
-    masks = [c[0] for c in _segmenter_on(frame, dets)]
+    masks = [c[0] for c in _segmenter_on(frame, dets)[0]]
     best = lambda gt: max((m & gt).sum() / (m | gt).sum() for m in masks)  # noqa: E731
     assert best(scooter) > 0.9 and best(car) > 0.9
     assert any((m & scooter).any() and (m & car).any() for m in masks)  # the merged region stays a candidate
-    masks = [c[0] for c in _segmenter_on(frame, dets, split_overlap=0, merge_outside=0)]
+    masks = [c[0] for c in _segmenter_on(frame, dets, split_overlap=0, merge_outside=0)[0]]
     assert len(masks) == 1  # off: the merged region alone
 
 
@@ -237,3 +246,20 @@ def test_a_rider_and_their_bike_stay_one_object():
     nested = [Detection((0, 0, 80, 80), "car", 0.9), Detection((10, 10, 50, 50), "truck", 0.6)]
     assert separate_objects(nested, 0.4) == []  # one object boxed twice
     assert separate_objects([apart[0], Detection((30, 30, 80, 80), "frisbee", 0.6)], 0.4) == []  # unnamed class
+
+
+def test_people_in_one_region_are_left_to_the_person_model_and_crops_are_capped():
+    """A crowd region is split by the person model (merge_person_masks), not by a U^2-Net crop per
+    person; without a person model the crops stop at max_box_crops a keyframe."""
+    from dataset_builder.models.cpu.nets import Detection
+
+    frame = np.full((120, 400, 3), 90, np.uint8)
+    dets = []
+    for k in range(6):
+        frame[30:110, 10 + 32 * k:42 + 32 * k] = (20 + 30 * k, 200 - 25 * k, 100)
+        dets.append(Detection((10 + 32 * k, 30, 42 + 32 * k, 110), "person", 0.9 - 0.01 * k))
+    person = _Counted(_ColourNet((-1, -1)))  # every call is a crop: the centre colour's region
+    cands, u2net_calls = _segmenter_on(frame, dets, person=person)
+    assert u2net_calls == 1 and person.calls == 6 and len(cands) == 6
+    _, u2net_calls = _segmenter_on(frame, dets, max_box_crops=3)
+    assert u2net_calls == 1 + 3
