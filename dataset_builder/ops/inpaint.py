@@ -11,7 +11,10 @@
 3. What propagation did not reach: map the hole pixels into the other frames with the camera
    homographies and take, per pixel, the median of the first ``max_candidates`` frames that see it
    outside their own hole.
-4. What no frame ever saw is filled spatially (cv2.inpaint, Telea or Navier-Stokes).
+4. What no frame ever saw is painted once, on the frame that misses most (a ``painter``: the
+   exemplar fill continues the ground's texture), and carried to the other frames by the camera
+   homographies, so the fill stays put in the scene instead of being repainted (and flickering) in
+   every frame. What is left is filled spatially (cv2.inpaint, Telea or Navier-Stokes).
 5. The fill fades into the input across the outer ring of the hole, so there is no hard seam.
    Pixels outside the dilated hole are returned untouched.
 """
@@ -20,6 +23,8 @@ from __future__ import annotations
 
 import cv2
 import numpy as np
+
+from collections.abc import Callable
 
 from dataset_builder.ops.alpha import object_window, spread
 from dataset_builder.ops.motion import relative_homography
@@ -228,6 +233,40 @@ def temporal_fill(
     return out, unseen
 
 
+def reference_fill(
+    frames: np.ndarray, unseen: np.ndarray, cum: np.ndarray, painter: Callable[[np.ndarray, np.ndarray], np.ndarray],
+    source_holes: np.ndarray, max_references: int = 2, margin: int = 2,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Paint what no frame saw on the frame that misses most (``painter(frame, hole) -> frame``), then
+    give every other frame's unseen pixels that frame's colours (mapped by the camera homographies,
+    nearest first: the painted area, or where it is valid background outside ``source_holes``);
+    repeated on what is left for up to ``max_references`` frames. Returns (frames, still unseen)."""
+    t, h, w = unseen.shape
+    out, unseen = frames.copy(), unseen.copy()
+    for _ in range(max_references):
+        counts = unseen.reshape(t, -1).sum(1)
+        r = int(np.argmax(counts))
+        if counts[r] == 0:
+            break
+        painted = unseen[r].copy()
+        out[r] = painter(out[r], painted)
+        unseen[r] = False
+        lend = (painted | ~source_holes[r]).astype(np.uint8)
+        for i in range(t):
+            if i == r or not unseen[i].any():
+                continue
+            ys, xs = np.nonzero(unseen[i])
+            pts = np.stack([xs, ys], 1).astype(np.float64).reshape(-1, 1, 2)
+            src = cv2.perspectiveTransform(pts, relative_homography(cum, i, r)).reshape(-1, 2).astype(np.float32)
+            ok = (src[:, 0] >= margin) & (src[:, 0] <= w - 1 - margin) & \
+                 (src[:, 1] >= margin) & (src[:, 1] <= h - 1 - margin)
+            ok &= _sample(lend, src, nearest=True) > 0
+            if ok.any():
+                out[i, ys[ok], xs[ok]] = _sample(out[r], src[ok])
+                unseen[i, ys[ok], xs[ok]] = False
+    return out, unseen
+
+
 def spatial_fill(frame: np.ndarray, hole: np.ndarray, radius: int = 5, method: str = "telea") -> np.ndarray:
     if not hole.any():
         return frame.copy()
@@ -280,9 +319,12 @@ def inpaint_video(
     spatial_method: str = "telea",
     seam: int = 3,
     source_reach: int = 0,
+    painter: Callable[[np.ndarray, np.ndarray], np.ndarray] | None = None,
+    max_references: int = 2,
 ) -> tuple[np.ndarray, dict[str, float]]:
     """Remove the masked object from every frame. ``cum``: frame -> frame-0 homographies.
-    ``source_reach``: see :func:`source_exclusion`.
+    ``source_reach``: see :func:`source_exclusion`; ``painter``, ``max_references``: see
+    :func:`reference_fill` (None: the spatial fill alone).
 
     Returns (background uint8 (T,H,W,3), stats: hole fraction, share filled along flow, share filled
     temporally in all).
@@ -297,6 +339,9 @@ def inpaint_video(
         filled, unseen = frames, holes
     flow_unseen = int(unseen.sum())
     filled, unseen = temporal_fill(filled, unseen, cum, max_candidates, max_sources, source_holes=sources)
+    temporal_unseen = int(unseen.sum())
+    if painter is not None and temporal_unseen:
+        filled, unseen = reference_fill(filled, unseen, cum, painter, sources, max_references)
     out = frames.copy()
     for i in range(len(frames)):
         # Only hole pixels change: Telea and the seam's distance transform run on the hole's box, grown
@@ -310,7 +355,8 @@ def inpaint_video(
     stats = {
         "hole_fraction": float(holes.mean()),
         "flow_fill_fraction": float(1.0 - flow_unseen / hole_px) if hole_px else 1.0,
-        "temporal_fill_fraction": float(1.0 - unseen.sum() / hole_px) if hole_px else 1.0,
+        "temporal_fill_fraction": float(1.0 - temporal_unseen / hole_px) if hole_px else 1.0,
+        "painted_fraction": float((temporal_unseen - unseen.sum()) / hole_px) if hole_px else 0.0,
     }
     return out, stats
 

@@ -28,6 +28,14 @@ class InpainterOptions(Options):
     max_sources: int = Field(12, ge=1)
     #: Longer side the homographies are estimated at.
     align_max_side: int = Field(360, ge=64)
+    #: What no frame saw: "exemplar" paints it once on up to ``max_references`` frames (patches of the
+    #: frame's own background, see models.cpu.exemplar_inpainter) and carries that to the other frames;
+    #: the spatial method fills what is left. "none": the spatial method alone (a smooth blur on large
+    #: holes: the DAVIS dog's bg showed a blob where the dog walked with the camera).
+    painter: Literal["exemplar", "none"] = "exemplar"
+    max_references: int = Field(2, ge=1)
+    #: Longer side of the exemplar's patch search.
+    painter_max_side: int = Field(256, ge=32)
     spatial_method: Literal["telea", "ns"] = "telea"
     spatial_radius: int = Field(5, ge=1)
     #: Width in px of the fade from the input into the fill at the hole border.
@@ -54,6 +62,17 @@ class TemporalSpatialInpainter:
             frames, masks, cum, dilate=o.dilate, shadow=o.shadow, flow=o.flow, flow_max_side=o.flow_max_side,
             max_candidates=o.max_candidates, max_sources=o.max_sources,
             spatial_radius=o.spatial_radius, spatial_method=o.spatial_method, seam=o.seam,
-            source_reach=o.source_reach,
+            source_reach=o.source_reach, painter=self._paint if o.painter == "exemplar" else None,
+            max_references=o.max_references,
         )
         return bg
+
+    def _paint(self, frame: np.ndarray, hole: np.ndarray) -> np.ndarray:
+        from dataset_builder.models.cpu.exemplar_inpainter import exemplar_fill
+        from dataset_builder.ops.inpaint import spatial_fill
+
+        o = self.options
+        try:
+            return exemplar_fill(frame, hole, work_max_side=o.painter_max_side, seam=0)
+        except ValueError:  # no fully known patch to copy (the hole is nearly the frame)
+            return spatial_fill(frame, hole, o.spatial_radius, o.spatial_method)

@@ -118,3 +118,51 @@ def test_a_frame_whose_mask_missed_the_object_lends_it_to_no_other_frame():
     plain, _ = inpaint_video(frames, masks, cum, dilate=2, flow_max_side=160)
     reach, _ = inpaint_video(frames, masks, cum, dilate=2, flow_max_side=160, source_reach=1)
     assert ghost(plain) > 50 and ghost(reach) == 0, (ghost(plain), ghost(reach))
+
+
+def _pan_with_fixed_occluder(t=6, h=60, w=80, shift=3):
+    """A camera pans over a textured scene; an occluder hides the same scene patch in every frame, so
+    no frame ever sees it. cum maps frame i to frame 0 (scene x = frame x + shift * i)."""
+    rng = np.random.default_rng(0)
+    scene = rng.integers(0, 255, (h, w + shift * t, 3), dtype=np.uint8)
+    frames = np.stack([scene[:, shift * i:shift * i + w] for i in range(t)])
+    holes = np.zeros((t, h, w), bool)
+    for i in range(t):
+        x0 = 40 - shift * i  # scene x 40..55
+        holes[i, 20:40, x0:x0 + 16] = True
+    cum = np.stack([np.array([[1, 0, shift * i], [0, 1, 0], [0, 0, 1]], np.float64) for i in range(t)])
+    return frames, holes, cum, shift
+
+
+def test_reference_fill_paints_once_and_keeps_the_fill_in_place_in_the_scene():
+    from dataset_builder.ops.inpaint import reference_fill
+
+    frames, holes, cum, shift = _pan_with_fixed_occluder()
+    calls = []
+
+    def painter(frame, hole):  # a random texture: only a carried fill can agree between frames
+        calls.append(int(hole.sum()))
+        out = frame.copy()
+        out[hole] = np.random.default_rng(len(calls)).integers(0, 255, (int(hole.sum()), 3))
+        return out
+
+    out, unseen = reference_fill(frames, holes, cum, painter, source_holes=holes)
+    assert len(calls) == 1 and not unseen.any()
+    first = out[0, 20:40, 40:56]
+    for i in range(1, len(frames)):
+        x0 = 40 - shift * i
+        np.testing.assert_array_equal(out[i, 20:40, x0:x0 + 16], first)  # same scene point, same colour
+    np.testing.assert_array_equal(out[~holes], frames[~holes])  # nothing outside the holes changes
+
+
+def test_inpaint_video_paints_what_no_frame_saw_only_when_given_a_painter():
+    from dataset_builder.ops.inpaint import inpaint_video
+
+    frames, holes, cum, _ = _pan_with_fixed_occluder()
+    masks = holes.astype(np.uint8) * 255
+    painted = []
+    _, stats = inpaint_video(frames, masks, cum, dilate=0, flow=False,
+                             painter=lambda f, h: painted.append(1) or f)
+    assert painted == [1] and stats["painted_fraction"] > 0.9
+    _, stats = inpaint_video(frames, masks, cum, dilate=0, flow=False)
+    assert stats["painted_fraction"] == 0.0
