@@ -267,6 +267,19 @@ def reference_fill(
     return out, unseen
 
 
+def ring_structure(frame: np.ndarray, hole: np.ndarray, width: int = 15, sigma: float = 4.0) -> float:
+    """How much large-scale structure surrounds ``hole``: the colour spread (mean per-channel std, grey
+    levels) of the blurred frame in a ``width``-px ring around it. Gravel, grass or water (a texture)
+    read low (DAVIS dog ~15-25); a table edge against a dark room reads high (~60), where copied patches
+    make a collage that looks like remnants."""
+    size = 2 * width + 1
+    ring = (cv2.dilate(hole.astype(np.uint8), np.ones((size, size), np.uint8)) > 0) & ~hole
+    if not ring.any():
+        return 0.0
+    blur = cv2.GaussianBlur(frame.astype(np.float32), (0, 0), sigma)
+    return float(blur[ring].std(0).mean())
+
+
 def spatial_fill(frame: np.ndarray, hole: np.ndarray, radius: int = 5, method: str = "telea") -> np.ndarray:
     if not hole.any():
         return frame.copy()

@@ -36,6 +36,10 @@ class InpainterOptions(Options):
     max_references: int = Field(2, ge=1)
     #: Longer side of the exemplar's patch search.
     painter_max_side: int = Field(256, ge=32)
+    #: The exemplar paints only holes whose surroundings are a texture (ops.inpaint.ring_structure at
+    #: most this); around large-scale structure (a hand-held box: table, room, hand) its patches made
+    #: a collage that looked like remnants, and the spatial method's smooth fill is kept.
+    painter_max_structure: float = Field(35.0, ge=0)
     spatial_method: Literal["telea", "ns"] = "telea"
     spatial_radius: int = Field(5, ge=1)
     #: Width in px of the fade from the input into the fill at the hole border.
@@ -69,10 +73,12 @@ class TemporalSpatialInpainter:
 
     def _paint(self, frame: np.ndarray, hole: np.ndarray) -> np.ndarray:
         from dataset_builder.models.cpu.exemplar_inpainter import exemplar_fill
-        from dataset_builder.ops.inpaint import spatial_fill
+        from dataset_builder.ops.inpaint import ring_structure, spatial_fill
 
         o = self.options
-        try:
-            return exemplar_fill(frame, hole, work_max_side=o.painter_max_side, seam=0)
-        except ValueError:  # no fully known patch to copy (the hole is nearly the frame)
-            return spatial_fill(frame, hole, o.spatial_radius, o.spatial_method)
+        if ring_structure(frame, hole) <= o.painter_max_structure:
+            try:
+                return exemplar_fill(frame, hole, work_max_side=o.painter_max_side, seam=0)
+            except ValueError:  # no fully known patch to copy (the hole is nearly the frame)
+                pass
+        return spatial_fill(frame, hole, o.spatial_radius, o.spatial_method)

@@ -63,3 +63,23 @@ def test_backend_from_registry_fills_each_frame(scene):
         backend.inpaint(frames, clip.alpha[:1])
     with pytest.raises(ValueError, match="invalid options"):
         build_backend(BackendKind.INPAINTER, BackendSpec(name="exemplar", options={"nope": 1}))
+
+
+def test_video_inpainter_paints_patches_on_texture_and_keeps_the_smooth_fill_on_structure():
+    """The cpu inpainter's painter for never-seen pixels: exemplar patches where the hole sits in a
+    texture, the spatial (Telea) fill where large-scale structure surrounds it."""
+    from dataset_builder.config import BackendSpec
+    from dataset_builder.models.cpu.inpainter import TemporalSpatialInpainter
+    from dataset_builder.ops.inpaint import spatial_fill
+
+    rng = np.random.default_rng(0)
+    hole = np.zeros((80, 120), bool)
+    hole[30:50, 50:70] = True
+    gravel = rng.integers(90, 170, (80, 120, 3)).astype(np.uint8)
+    room = np.full((80, 120, 3), 230, np.uint8)
+    room[:40] = 30
+    paint = TemporalSpatialInpainter(BackendSpec(name="cpu"))._paint
+    assert not np.array_equal(paint(gravel, hole), spatial_fill(gravel, hole))
+    np.testing.assert_array_equal(paint(room, hole), spatial_fill(room, hole))
+    filled = paint(gravel, hole)[hole].astype(float)
+    assert filled.std() > 0.5 * gravel[~hole].astype(float).std()  # texture continued, not a blur

@@ -166,3 +166,15 @@ def test_inpaint_video_paints_what_no_frame_saw_only_when_given_a_painter():
     assert painted == [1] and stats["painted_fraction"] > 0.9
     _, stats = inpaint_video(frames, masks, cum, dilate=0, flow=False)
     assert stats["painted_fraction"] == 0.0
+
+
+def test_ring_structure_tells_texture_from_scene_structure():
+    from dataset_builder.ops.inpaint import ring_structure
+
+    rng = np.random.default_rng(0)
+    hole = np.zeros((80, 120), bool)
+    hole[30:50, 50:70] = True
+    gravel = rng.integers(90, 170, (80, 120, 3)).astype(np.uint8)  # fine texture, one tone
+    room = np.full((80, 120, 3), 230, np.uint8)
+    room[:40] = 30  # a white table against a dark room, the edge through the hole
+    assert ring_structure(gravel, hole) < 10 < 60 < ring_structure(room, hole)
