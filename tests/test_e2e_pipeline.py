@@ -128,7 +128,7 @@ def _iou(a, b):
 
 
 def test_local_executor_gives_the_same_samples(built, tmp_path):
-    """The no-Ray path runs the same stages: same keys, captions and alpha as the Ray run."""
+    """The no-Ray path runs the same stages: same keys, captions, alpha and H.264 bytes as the Ray run."""
     cfg, summary, _, root = built
     local_cfg = cfg.model_copy(update={"output": cfg.output.model_copy(update={"dir": str(tmp_path / "local")})})
     local = run_build(local_cfg, use_ray=False)
@@ -140,6 +140,8 @@ def test_local_executor_gives_the_same_samples(built, tmp_path):
         assert json.loads(sample["json"])["captions"] == json.loads(local_samples[key]["json"])["captions"]
         np.testing.assert_array_equal(decode_bytes(sample["alpha.mkv"], gray=True),
                                       decode_bytes(local_samples[key]["alpha.mkv"], gray=True))
+        for layer in ("fg.mp4", "bg.mp4", "blend.mp4"):  # H.264 too: identical inputs, identical bytes
+            assert sample[layer] == local_samples[key][layer], layer
     # every stage's busy time and units per call reach the commit records and the run's cost table
     stats, clips = layout.stage_stats(tmp_path / "local")
     assert clips == local["clips_processed_now"] and list(stats)[:2] == ["tag", "segment_track"]  # DAG order
