@@ -124,6 +124,18 @@ def _sample(image: np.ndarray, pts: np.ndarray, nearest: bool = False) -> np.nda
     return out.reshape(rows * cols, *image.shape[2:])[:n]
 
 
+def _map_pixels(ys: np.ndarray, xs: np.ndarray, cum: np.ndarray, src: int, dst: int, size: tuple[int, int],
+                margin: int) -> tuple[np.ndarray, np.ndarray]:
+    """Pixels (ys, xs) of frame ``src`` mapped into frame ``dst`` by the camera homographies: (float32
+    (N, 2) x, y points, bool "lies ``margin`` px inside the (h, w) frame")."""
+    h, w = size
+    pts = np.stack([xs, ys], 1).astype(np.float64).reshape(-1, 1, 2)
+    out = cv2.perspectiveTransform(pts, relative_homography(cum, src, dst)).reshape(-1, 2).astype(np.float32)
+    inside = (out[:, 0] >= margin) & (out[:, 0] <= w - 1 - margin) & \
+             (out[:, 1] >= margin) & (out[:, 1] <= h - 1 - margin)
+    return out, inside
+
+
 def median_of_first(cands: np.ndarray, count: np.ndarray) -> np.ndarray:
     """Per-column median of the first ``count[n]`` rows of ``cands`` (K, N, C) (``count >= 1``); what
     ``np.nanmedian`` gives on the NaN-padded stack, by one sort."""
@@ -207,15 +219,12 @@ def temporal_fill(
         if not hole.any():
             continue
         ys, xs = np.nonzero(hole)
-        pts = np.stack([xs, ys], 1).astype(np.float64).reshape(-1, 1, 2)
         sources = sorted((j for j in range(t) if j != i), key=lambda j: (abs(j - i), j))[:max_sources]
         vals = np.zeros((len(sources), len(ys), 3), np.float32)
         ok = np.zeros((len(sources), len(ys)), bool)
         for k, j in enumerate(sources):
             # only the hole's pixels are mapped into frame j (not whole frames warped into frame i)
-            src = cv2.perspectiveTransform(pts, relative_homography(cum, i, j)).reshape(-1, 2).astype(np.float32)
-            inside = (src[:, 0] >= margin) & (src[:, 0] <= w - 1 - margin) & \
-                     (src[:, 1] >= margin) & (src[:, 1] <= h - 1 - margin)
+            src, inside = _map_pixels(ys, xs, cum, i, j, (h, w), margin)
             ok[k] = inside & (_sample(source_holes[j].astype(np.uint8), src, nearest=True) == 0)
             if ok[k].any():
                 vals[k, ok[k]] = _sample(frames[j], src[ok[k]])
@@ -256,10 +265,7 @@ def reference_fill(
             if i == r or not unseen[i].any():
                 continue
             ys, xs = np.nonzero(unseen[i])
-            pts = np.stack([xs, ys], 1).astype(np.float64).reshape(-1, 1, 2)
-            src = cv2.perspectiveTransform(pts, relative_homography(cum, i, r)).reshape(-1, 2).astype(np.float32)
-            ok = (src[:, 0] >= margin) & (src[:, 0] <= w - 1 - margin) & \
-                 (src[:, 1] >= margin) & (src[:, 1] <= h - 1 - margin)
+            src, ok = _map_pixels(ys, xs, cum, i, r, (h, w), margin)
             ok &= _sample(lend, src, nearest=True) > 0
             if ok.any():
                 out[i, ys[ok], xs[ok]] = _sample(out[r], src[ok])

@@ -10,7 +10,8 @@ from pydantic import Field
 
 from dataset_builder.config import BackendSpec
 from dataset_builder.models.cpu._common import Options, parse_options
-from dataset_builder.ops.inpaint import inpaint_video
+from dataset_builder.models.cpu.exemplar_inpainter import exemplar_fill
+from dataset_builder.ops.inpaint import inpaint_video, ring_structure, spatial_fill
 from dataset_builder.ops.motion import cumulative_homographies, pairwise_homographies
 
 
@@ -72,9 +73,6 @@ class TemporalSpatialInpainter:
         return bg
 
     def _paint(self, frame: np.ndarray, hole: np.ndarray) -> np.ndarray:
-        from dataset_builder.models.cpu.exemplar_inpainter import exemplar_fill
-        from dataset_builder.ops.inpaint import ring_structure, spatial_fill
-
         o = self.options
         if ring_structure(frame, hole) <= o.painter_max_structure:
             try:

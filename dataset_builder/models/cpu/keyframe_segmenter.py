@@ -240,7 +240,8 @@ class KeyframeSegmenterTracker:
                     covered.append(d)
             # People are told apart by the person model below (merge_person_masks), not by U^2-Net crops.
             split = self._merged_objects(comp, [d for d in covered if self.person is None or d.label != "person"])
-            split, budget = split[:budget], budget - len(split[:budget])
+            split = split[:budget]
+            budget -= len(split)
             parts = [(m, {d.label: d.score}, d.score) for d in split
                      if (m := self._segment_box(frame, d.box, (sh, sw), (fh / sh, fw / sw))) is not None]
             cands.append((comp, classes, float(sal[comp].mean())))
@@ -270,9 +271,8 @@ class KeyframeSegmenterTracker:
         named = [d for d in covered if d.label in GROUP_OF]
         if o.merge_outside <= 0 or len(named) != 1:
             return []
-        x0, y0, x1, y1 = named[0].box
-        mx, my = o.crop_margin * (x1 - x0), o.crop_margin * (y1 - y0)
-        inside = comp[max(0, int(y0 - my)):int(np.ceil(y1 + my)), max(0, int(x0 - mx)):int(np.ceil(x1 + mx))].sum()
+        cx0, cy0, cx1, cy1 = _crop_window(named[0].box, o.crop_margin, comp.shape)
+        inside = comp[cy0:cy1, cx0:cx1].sum()
         return named if comp.sum() - inside > o.merge_outside * comp.sum() else []
 
     def _segment_near(self, frame: np.ndarray, predicted: np.ndarray, size, ratio):
@@ -308,9 +308,7 @@ class KeyframeSegmenterTracker:
         o = self.options
         sh, sw = size
         x0, y0, x1, y1 = box
-        mx, my = o.crop_margin * (x1 - x0), o.crop_margin * (y1 - y0)
-        cx0, cy0 = max(0, int(x0 - mx)), max(0, int(y0 - my))
-        cx1, cy1 = min(sw, int(np.ceil(x1 + mx))), min(sh, int(np.ceil(y1 + my)))
+        cx0, cy0, cx1, cy1 = _crop_window(box, o.crop_margin, (sh, sw))
         fx0, fy0 = int(cx0 * ratio[1]), int(cy0 * ratio[0])
         fx1, fy1 = max(fx0 + 8, int(cx1 * ratio[1])), max(fy0 + 8, int(cy1 * ratio[0]))
         prob = (net or self.u2net)(frame[fy0:fy1, fx0:fx1])
@@ -325,6 +323,14 @@ class KeyframeSegmenterTracker:
             if fill > best_fill and (comp & inbox).sum() >= 0.7 * comp.sum():
                 best, best_fill = comp, fill
         return best if best_fill >= 0.2 else None
+
+
+def _crop_window(box, margin: float, size: tuple[int, int]) -> tuple[int, int, int, int]:
+    """``box`` (x0, y0, x1, y1) grown by ``margin`` of its size on each side, clipped to ``size`` (h, w)."""
+    x0, y0, x1, y1 = box
+    mx, my = margin * (x1 - x0), margin * (y1 - y0)
+    return (max(0, int(x0 - mx)), max(0, int(y0 - my)),
+            min(size[1], int(np.ceil(x1 + mx))), min(size[0], int(np.ceil(y1 + my))))
 
 
 #: A person on these is one object with it (a rider), never two to separate.
