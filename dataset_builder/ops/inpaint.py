@@ -1,5 +1,9 @@
 """Video object removal without a network: borrow the background from other frames, then paint.
 
+0. Exposure: a hand-held phone's auto-exposure drifts over a clip (opencv-doc cup.mp4: the wall's
+   brightness falls 8 % in 2 s), so pixels borrowed from another frame are relit to this frame's
+   exposure (per-channel gains from the aligned background, :func:`exposure_gains`); otherwise the
+   fill is a lighter or darker ghost of the object's silhouette.
 1. Dilate the object mask into the hole (covers soft edges and mask error), and further downward
    (contact shadows fall below an object).
 2. Flow-guided propagation, ProPainter's first stage done classically: dense optical flow between
@@ -27,7 +31,7 @@ import numpy as np
 from collections.abc import Callable
 
 from dataset_builder.ops.alpha import object_window, spread
-from dataset_builder.ops.motion import relative_homography
+from dataset_builder.ops.motion import relative_homography, warp, warp_valid, work_scale
 
 
 def dilate_masks(masks: np.ndarray, radius: int, threshold: int = 1, shadow: float = 0.0) -> np.ndarray:
@@ -324,6 +328,40 @@ def source_exclusion(holes: np.ndarray, reach: int) -> np.ndarray:
     return out
 
 
+def exposure_gains(
+    frames: np.ndarray, holes: np.ndarray, cum: np.ndarray, max_side: int = 160, low: int = 12, high: int = 243,
+    min_pixels: int = 200, max_step: float = 0.2,
+) -> np.ndarray:
+    """(T, 3) float per-channel gain of each frame's exposure relative to frame 0 (auto-exposure, white
+    balance): chained from consecutive frames, each step the median colour ratio of the background
+    pixels both frames see (aligned by ``cum``, outside both holes, neither under- nor over-exposed).
+    A step is 1 where fewer than ``min_pixels`` pixels agree, and clipped to 1 +- ``max_step``."""
+    t, h, w = holes.shape
+    scale = work_scale(h, w, max_side)
+    size = (max(1, round(h * scale)), max(1, round(w * scale)))
+    small = np.stack([cv2.resize(f, size[::-1], interpolation=cv2.INTER_AREA) for f in frames]).astype(np.float32)
+    grown = np.stack([cv2.resize(cv2.dilate(m.astype(np.uint8), np.ones((5, 5), np.uint8)), size[::-1],
+                                 interpolation=cv2.INTER_NEAREST) for m in holes]) > 0
+    s = np.diag([scale, scale, 1.0])
+    gains = np.ones((t, 3))
+    for i in range(1, t):
+        m = s @ relative_homography(cum, i - 1, i) @ np.linalg.inv(s)  # frame i-1 -> frame i
+        prev = warp(small[i - 1], m, size)
+        ok = warp_valid(m, size, size) & ~grown[i] & (warp(grown[i - 1].astype(np.uint8), m, size, nearest=True) == 0)
+        ok &= ((small[i] > low) & (small[i] < high) & (prev > low) & (prev < high)).all(-1)
+        step = np.ones(3)
+        if ok.sum() >= min_pixels:
+            step = np.exp(np.median(np.log(small[i][ok] / prev[ok]), axis=0))
+        gains[i] = gains[i - 1] * np.clip(step, 1 - max_step, 1 + max_step)
+    return gains
+
+
+def _relit(frames: np.ndarray, gains: np.ndarray) -> np.ndarray:
+    """``frames`` (uint8) with frame i's colours times ``gains[i]``, rounded and clipped."""
+    lit = frames.astype(np.float32) * gains[:, None, None, :].astype(np.float32)
+    return np.clip(np.round(lit), 0, 255).astype(np.uint8)
+
+
 def inpaint_video(
     frames: np.ndarray,
     masks: np.ndarray,
@@ -340,10 +378,12 @@ def inpaint_video(
     source_reach: int = 0,
     painter: Callable[[np.ndarray, np.ndarray], np.ndarray] | None = None,
     max_references: int = 2,
+    exposure: bool = True,
 ) -> tuple[np.ndarray, dict[str, float]]:
     """Remove the masked object from every frame. ``cum``: frame -> frame-0 homographies.
     ``source_reach``: see :func:`source_exclusion`; ``painter``, ``max_references``: see
-    :func:`reference_fill` (None: the spatial fill alone).
+    :func:`reference_fill` (None: the spatial fill alone); ``exposure``: fill at one exposure, see
+    :func:`exposure_gains`.
 
     Returns (background uint8 (T,H,W,3), stats: hole fraction, share filled along flow, share filled
     temporally in all).
@@ -351,16 +391,20 @@ def inpaint_video(
     holes = dilate_masks(masks, dilate, shadow=shadow)
     core = masks >= 128
     sources = source_exclusion(holes, source_reach)
+    gains = exposure_gains(frames, holes, cum) if exposure and len(frames) > 1 else None
+    work = frames if gains is None else _relit(frames, 1.0 / gains)  # every frame at frame 0's exposure
     if flow:
-        filled, unseen = flow_fill(frames, holes, cum, max_candidates=min(3, max_candidates), max_side=flow_max_side,
+        filled, unseen = flow_fill(work, holes, cum, max_candidates=min(3, max_candidates), max_side=flow_max_side,
                                    source_holes=sources)
     else:
-        filled, unseen = frames, holes
+        filled, unseen = work, holes
     flow_unseen = int(unseen.sum())
     filled, unseen = temporal_fill(filled, unseen, cum, max_candidates, max_sources, source_holes=sources)
     temporal_unseen = int(unseen.sum())
     if painter is not None and temporal_unseen:
         filled, unseen = reference_fill(filled, unseen, cum, painter, sources, max_references)
+    if gains is not None:  # back to each frame's own exposure; outside the holes, the input itself
+        filled = np.where(holes[..., None], _relit(filled, gains), frames)
     out = frames.copy()
     for i in range(len(frames)):
         # Only hole pixels change: Telea and the seam's distance transform run on the hole's box, grown

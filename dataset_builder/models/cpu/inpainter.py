@@ -49,6 +49,9 @@ class InpainterOptions(Options):
     #: that missed part of the object in one frame would lend the object to the others' fill (ghost).
     #: DAVIS dog: true-object pixels left in the bg 12.1 % -> 9.6 % at 1, J and edge PSNR unchanged.
     source_reach: int = Field(1, ge=0)
+    #: Borrowed pixels are relit to the frame's exposure (ops.inpaint.exposure_gains): a hand-held
+    #: clip's auto-exposure otherwise leaves a lighter or darker ghost of the object in the bg.
+    exposure: bool = True
 
 
 class TemporalSpatialInpainter:
@@ -68,7 +71,7 @@ class TemporalSpatialInpainter:
             max_candidates=o.max_candidates, max_sources=o.max_sources,
             spatial_radius=o.spatial_radius, spatial_method=o.spatial_method, seam=o.seam,
             source_reach=o.source_reach, painter=self._paint if o.painter == "exemplar" else None,
-            max_references=o.max_references,
+            max_references=o.max_references, exposure=o.exposure,
         )
         return bg
 
