@@ -257,9 +257,11 @@ def reconcile_layers(
         near_object = ((img - f0) ** 2).sum(-1) < ((img - bg) ** 2).sum(-1)
         ratio = (img + 1.0) / (bg + 1.0)
         shadow = lift & (img <= bg + tol).all(-1) & (ratio.max(-1) - ratio.min(-1) <= shadow_chroma)
-        shadow &= ~near_object
         if max_edge_px > 0:
             near_object &= cv2.distanceTransform((alpha == 0).astype(np.uint8), cv2.DIST_L2, 3) <= max_edge_px
+        # Object-coloured beyond a missed edge's reach may still be a shadow: a car's dark underbody
+        # is the colour of the shadow under it, which otherwise went back into the bg as a dark blob.
+        shadow &= ~near_object
         lift &= near_object | shadow
     if lift.any():  # only what touches the object: detached differences are inpainting noise
         _, labels = cv2.connectedComponents((lift | (alpha > 0)).astype(np.uint8), connectivity=8)

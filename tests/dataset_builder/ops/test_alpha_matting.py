@@ -203,3 +203,31 @@ def test_object_coloured_background_beyond_a_thin_edge_goes_back_into_the_bg():
     alpha, fg2, bg2 = reconcile_layers(frame, matte, inpainted, fg, tol=10, max_edge_px=1)
     assert (alpha[far] == 0).all() and np.array_equal(bg2[far], frame[far])
     assert np.array_equal(alpha[disc], matte[disc])
+
+
+def test_a_shadow_the_colour_of_a_dark_object_stays_out_of_the_bg():
+    """DAVIS car-shadow: the shadow under a car is as dark as its underbody, so it is "object-coloured";
+    beyond a missed edge's reach (``max_edge_px``) it must still count as a shadow (translucent alpha,
+    the bg keeps the clean fill), not go back into the bg as a dark blob that moves with the car."""
+    size = 96
+    yy, xx = np.mgrid[0:size, 0:size]
+    rng = np.random.default_rng(1)
+    road = np.clip(np.array([92, 96, 104], np.float32) + rng.normal(0, 2, (size, size, 3)), 0, 255)
+    body = (np.abs(xx - 48) <= 20) & (yy >= 30) & (yy <= 50)
+    shadow = (np.abs(xx - 48) <= 18) & (yy > 50) & (yy <= 58)
+    scene = road.copy()
+    scene[shadow] *= 0.55  # deep enough to be "object-coloured", within the translucent cap
+    scene[body] = (36, 37, 42)
+    frame = scene.astype(np.uint8)
+    matte = (body * 255).astype(np.uint8)
+    hole = cv2.dilate(body.astype(np.uint8), np.ones((9, 9), np.uint8)) > 0
+    hole |= cv2.dilate(shadow.astype(np.uint8), np.ones((3, 3), np.uint8)) > 0
+    inpainted = np.where(hole[..., None], road, frame).astype(np.uint8)
+    fg = estimate_foreground(frame, matte, inpainted)
+    alpha, fg2, bg2 = reconcile_layers(frame, matte, inpainted, fg, tol=10, max_edge_px=1)
+    far = shadow & (cv2.distanceTransform((~body).astype(np.uint8), cv2.DIST_L2, 3) > 2)
+    assert far.sum() > 100
+    assert np.abs(bg2[far].astype(int) - road[far].astype(int)).max() <= 3  # the bg keeps the clean road
+    assert (alpha[far] > 0).all() and (alpha[far] < 128).all()  # a translucent shadow, never object
+    rec = composite(fg2, bg2, alpha)
+    assert np.abs(rec[far].astype(int) - frame[far]).max() <= 3  # the layers still give the clip back
