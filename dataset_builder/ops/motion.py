@@ -41,20 +41,45 @@ def estimate_homography(
     max_corners: int = 500,
     ransac_px: float = 1.5,
     ignore: np.ndarray | None = None,
+    retry_below: float = 0.3,
 ) -> tuple[np.ndarray, float]:
     """Homography mapping ``src`` pixel coords to ``dst`` (GFTT corners + pyramidal LK + RANSAC).
 
     Returns (H, inlier_ratio). Falls back to the identity when there is too little texture or the
     fit is implausible (a near-degenerate or wildly distorting H does more harm than no alignment).
     ``ignore``: bool mask of src pixels not to take corners from (e.g. known movers).
+    A fit with fewer than ``retry_below`` inliers is tried again with LK started at the global shift
+    phase correlation finds (a fast pan, ~60 px a frame on DAVIS tennis at 8 fps, is beyond LK's
+    pyramid from a zero start: the identity or a wrong fit misaligned every later frame), and the
+    better fit is kept.
     """
     feature_mask = None if ignore is None else (~ignore).astype(np.uint8) * 255
     pts = cv2.goodFeaturesToTrack(src_gray, max_corners, 0.01, 6, mask=feature_mask, blockSize=5)
     if pts is None or len(pts) < 8:
         return IDENTITY.copy(), 0.0
-    nxt, status, _ = cv2.calcOpticalFlowPyrLK(src_gray, dst_gray, pts, None, winSize=(21, 21), maxLevel=3)
+    h, ratio = _fit_lk(src_gray, dst_gray, pts, None, ransac_px)
+    if ratio < retry_below:
+        (dx, dy), _ = cv2.phaseCorrelate(src_gray.astype(np.float32), dst_gray.astype(np.float32))
+        if max(abs(dx), abs(dy)) >= 2:  # LK's own start would find a small shift
+            guess = (pts + np.float32([dx, dy])).astype(np.float32)
+            h2, ratio2 = _fit_lk(src_gray, dst_gray, pts, guess, ransac_px)
+            if ratio2 > ratio:
+                h, ratio = h2, ratio2
+    return h, ratio
+
+
+def _fit_lk(src_gray: np.ndarray, dst_gray: np.ndarray, pts: np.ndarray, guess: np.ndarray | None,
+            ransac_px: float) -> tuple[np.ndarray, float]:
+    """LK tracks of ``pts`` (from ``guess`` when given), forward-backward checked, RANSAC homography."""
+    lk = dict(winSize=(21, 21), maxLevel=3)
+    if guess is None:
+        nxt, status, _ = cv2.calcOpticalFlowPyrLK(src_gray, dst_gray, pts, None, **lk)
+    else:
+        nxt, status, _ = cv2.calcOpticalFlowPyrLK(src_gray, dst_gray, pts, guess.copy(),
+                                                  flags=cv2.OPTFLOW_USE_INITIAL_FLOW, **lk)
     # Forward-backward check drops corners LK lost (occlusions, movers' edges).
-    back, status_b, _ = cv2.calcOpticalFlowPyrLK(dst_gray, src_gray, nxt, None, winSize=(21, 21), maxLevel=3)
+    back, status_b, _ = cv2.calcOpticalFlowPyrLK(dst_gray, src_gray, nxt, None if guess is None else pts.copy(),
+                                                 flags=0 if guess is None else cv2.OPTFLOW_USE_INITIAL_FLOW, **lk)
     fb = np.linalg.norm(pts - back, axis=2).ravel()
     good = (status.ravel() == 1) & (status_b.ravel() == 1) & (fb < 1.0)
     if good.sum() < 8:
