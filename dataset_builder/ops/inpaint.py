@@ -358,8 +358,7 @@ def exposure_gains(
 
 def _relit(frames: np.ndarray, gains: np.ndarray) -> np.ndarray:
     """``frames`` (uint8) with frame i's colours times ``gains[i]``, rounded and clipped."""
-    lit = frames.astype(np.float32) * gains[:, None, None, :].astype(np.float32)
-    return np.clip(np.round(lit), 0, 255).astype(np.uint8)
+    return np.stack([cv2.multiply(f, (*map(float, g), 0.0)) for f, g in zip(frames, gains)])  # uint8, saturated
 
 
 def inpaint_video(
@@ -404,7 +403,10 @@ def inpaint_video(
     if painter is not None and temporal_unseen:
         filled, unseen = reference_fill(filled, unseen, cum, painter, sources, max_references)
     if gains is not None:  # back to each frame's own exposure; outside the holes, the input itself
-        filled = np.where(holes[..., None], _relit(filled, gains), frames)
+        relit = frames.copy()
+        for i, (hole, g) in enumerate(zip(holes, gains)):
+            relit[i][hole] = np.clip(np.round(filled[i][hole] * g.astype(np.float32)), 0, 255).astype(np.uint8)
+        filled = relit
     out = frames.copy()
     for i in range(len(frames)):
         # Only hole pixels change: Telea and the seam's distance transform run on the hole's box, grown
