@@ -1,19 +1,25 @@
 """Runners for the pretrained CPU networks (files from :mod:`dataset_builder.models.cpu.zoo`).
 
-U^2-Net and MODNet run on onnxruntime (the ``cpu-models`` extra), YOLOv3-tiny on ``cv2.dnn``. Each
-takes uint8 RGB and does its published pre/post-processing; constructing one with a missing file
-raises :class:`~dataset_builder.models.cpu.zoo.ModelFileMissing`.
+U^2-Net runs on OpenVINO (bf16 where the CPU has it) or onnxruntime, MODNet on onnxruntime (both in the
+``cpu-models`` extra), YOLOv3-tiny on ``cv2.dnn``. Each takes uint8 RGB and does its published
+pre/post-processing; constructing one with a missing file raises
+:class:`~dataset_builder.models.cpu.zoo.ModelFileMissing`.
 """
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
+from importlib import metadata
 from pathlib import Path
+from typing import Literal
 
 import cv2
 import numpy as np
 
 from dataset_builder.models.cpu.zoo import model_path
+
+log = logging.getLogger(__name__)
 
 _MEAN = np.array([0.485, 0.456, 0.406], np.float32)
 _STD = np.array([0.229, 0.224, 0.225], np.float32)
@@ -30,22 +36,57 @@ def _session(path: Path, threads: int):
     return ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
 
 
+#: "openvino" runs bf16 convolutions where the CPU has them (AVX512-BF16 / AMX): U^2-Net is ~88 % of
+#: its time in Conv and ~2x faster than fp32 on one core (1.25 -> 0.6 s). Elsewhere both run fp32 and
+#: give the same output (OpenVINO fp32 matches onnxruntime exactly on DAVIS frames).
+SaliencyRuntime = Literal["openvino", "onnxruntime"]
+SaliencyPrecision = Literal["bf16", "f32"]
+
+
+def _openvino(ov, path: Path, threads: int, precision: str):
+    """(infer(x) -> d0, what runs) on OpenVINO's (module ``ov``) CPU plugin."""
+    compiled = ov.Core().compile_model(str(path), "CPU", {
+        "INFERENCE_NUM_THREADS": threads, "INFERENCE_PRECISION_HINT": precision, "PERFORMANCE_HINT": "LATENCY"})
+    request, d0 = compiled.create_infer_request(), compiled.outputs[0]  # d0 ("1959") is the first output
+    effective = str(compiled.get_property("INFERENCE_PRECISION_HINT"))
+    effective = "bf16" if "bf16" in effective.lower() else "f32"
+    return (lambda x: request.infer({0: x})[d0]), f"openvino-{ov.__version__.split('-')[0]}/{effective}"
+
+
 class U2Net:
-    """Class-agnostic salient-object probability (U^2-Net full, 320x320, output d0)."""
+    """Class-agnostic salient-object probability (U^2-Net full, 320x320, output d0).
+
+    ``runtime``/``precision``: see :data:`SaliencyRuntime`. OpenVINO missing falls back to onnxruntime
+    (fp32) with one warning; ``self.runtime`` says what runs ("openvino-2026.4.1/bf16",
+    "onnxruntime-1.32.0/f32"). bf16 is not bit-identical to fp32: on 108 DAVIS frames
+    the thresholded masks agree at mean IoU 0.979 (mean |diff| 0.0013), segmenter-level best-track J
+    within 0.01 on 11 of 12 sequences."""
 
     size = 320
 
-    def __init__(self, model_dir: Path | None = None, threads: int = 1):
-        self.session = _session(model_path("u2net.onnx", model_dir), threads)
-        self.input = self.session.get_inputs()[0].name
-        self.output = self.session.get_outputs()[0].name  # d0 ("1959") is the first output
+    def __init__(self, model_dir: Path | None = None, threads: int = 1, runtime: SaliencyRuntime = "openvino",
+                 precision: SaliencyPrecision = "bf16"):
+        path = model_path("u2net.onnx", model_dir)
+        if runtime == "openvino":
+            try:
+                import openvino as ov  # the cpu-models extra; optional: onnxruntime is the fallback
+            except ImportError:
+                log.warning("U^2-Net: openvino is not installed (pip install -e '.[cpu-models]'); "
+                            "running onnxruntime fp32 (~2x slower on bf16 CPUs)")
+            else:
+                self._infer, self.runtime = _openvino(ov, path, threads, precision)
+                return
+        session = _session(path, threads)
+        feed, d0 = session.get_inputs()[0].name, session.get_outputs()[0].name
+        self._infer = lambda x: session.run([d0], {feed: x})[0]
+        self.runtime = f"onnxruntime-{metadata.version('onnxruntime')}/f32"
 
     def __call__(self, image: np.ndarray) -> np.ndarray:
         """Float32 (H, W) saliency in 0..1 (min-max normalised) for a uint8 RGB image (H, W, 3)."""
         h, w = image.shape[:2]
         x = cv2.resize(image, (self.size, self.size), interpolation=cv2.INTER_LANCZOS4).astype(np.float32)
         x = (x / max(float(x.max()), 1.0) - _MEAN) / _STD
-        y = self.session.run([self.output], {self.input: x.transpose(2, 0, 1)[None]})[0][0, 0]
+        y = np.asarray(self._infer(np.ascontiguousarray(x.transpose(2, 0, 1)[None])), np.float32)[0, 0]
         lo, hi = float(y.min()), float(y.max())
         y = (y - lo) / (hi - lo) if hi > lo else np.zeros_like(y)
         return cv2.resize(y, (w, h), interpolation=cv2.INTER_LINEAR)

@@ -263,3 +263,63 @@ def test_people_in_one_region_are_left_to_the_person_model_and_crops_are_capped(
     assert u2net_calls == 1 and person.calls == 6 and len(cands) == 6
     _, u2net_calls = _segmenter_on(frame, dets, max_box_crops=3)
     assert u2net_calls == 1 + 3
+
+
+def _tiny_u2net(model_dir: Path) -> Path:
+    """A random conv net with U^2-Net's input and outputs (input.1 -> 1959 = d0, 1960), as u2net.onnx."""
+    onnx = pytest.importorskip("onnx")
+    from onnx import TensorProto, helper, numpy_helper
+
+    rng = np.random.default_rng(0)
+    w1 = numpy_helper.from_array(rng.normal(0, 0.3, (8, 3, 3, 3)).astype(np.float32), "w1")
+    w2 = numpy_helper.from_array(rng.normal(0, 0.3, (1, 8, 3, 3)).astype(np.float32), "w2")
+    nodes = [
+        helper.make_node("Conv", ["input.1", "w1"], ["c1"], pads=[1, 1, 1, 1]),
+        helper.make_node("Relu", ["c1"], ["r1"]),
+        helper.make_node("Conv", ["r1", "w2"], ["c2"], pads=[1, 1, 1, 1]),
+        helper.make_node("Sigmoid", ["c2"], ["1959"]),
+        helper.make_node("Sigmoid", ["c1"], ["1960"]),
+    ]
+    graph = helper.make_graph(
+        nodes, "tiny_u2net", [helper.make_tensor_value_info("input.1", TensorProto.FLOAT, [1, 3, 320, 320])],
+        [helper.make_tensor_value_info("1959", TensorProto.FLOAT, [1, 1, 320, 320]),
+         helper.make_tensor_value_info("1960", TensorProto.FLOAT, [1, 8, 320, 320])], [w1, w2])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 11)])
+    model.ir_version = 7
+    path = model_dir / "u2net.onnx"
+    onnx.save(model, str(path))
+    return path
+
+
+def test_u2net_runs_the_same_net_on_openvino_and_onnxruntime(tmp_path):
+    """OpenVINO fp32 gives onnxruntime's saliency (d0, the first output), bf16 close to it; each says what ran."""
+    pytest.importorskip("openvino")
+    pytest.importorskip("onnxruntime")
+    from dataset_builder.models.cpu.nets import U2Net
+
+    _tiny_u2net(tmp_path)
+    image = np.random.default_rng(1).integers(0, 255, (90, 140, 3), dtype=np.uint8)
+    ref = U2Net(tmp_path, runtime="onnxruntime")
+    f32 = U2Net(tmp_path, runtime="openvino", precision="f32")
+    bf16 = U2Net(tmp_path, runtime="openvino", precision="bf16")
+    assert ref.runtime.startswith("onnxruntime-") and ref.runtime.endswith("/f32")
+    assert f32.runtime.startswith("openvino-") and f32.runtime.endswith("/f32")
+    assert bf16.runtime.startswith("openvino-") and bf16.runtime.endswith(("/bf16", "/f32"))  # f32 without bf16 CPUs
+    a, b, c = ref(image), f32(image), bf16(image)
+    assert a.shape == b.shape == c.shape == (90, 140)
+    assert 0.0 <= float(a.min()) < 0.1 and 0.9 < float(a.max()) <= 1.0  # min-max normalised, then resized
+    assert np.abs(a - b).max() < 1e-4
+    assert np.abs(a - c).mean() < 0.02 and ((a >= 0.5) == (c >= 0.5)).mean() > 0.95
+
+
+def test_u2net_without_openvino_runs_onnxruntime_and_says_so(tmp_path, monkeypatch, caplog):
+    pytest.importorskip("onnxruntime")
+    from dataset_builder.models.cpu.nets import U2Net
+
+    _tiny_u2net(tmp_path)
+    monkeypatch.setitem(sys.modules, "openvino", None)  # import openvino -> ImportError
+    with caplog.at_level(logging.WARNING):
+        net = U2Net(tmp_path, runtime="openvino", precision="bf16")
+    assert net.runtime.startswith("onnxruntime-")
+    assert any("openvino is not installed" in r.getMessage() for r in caplog.records)
+    assert net(np.zeros((32, 48, 3), np.uint8)).shape == (32, 48)
