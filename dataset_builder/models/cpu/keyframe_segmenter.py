@@ -15,7 +15,8 @@ stitched end to start, the frames between anchors are drift-corrected towards th
 on a box where flow predicts it.
 With ``skip_iou`` > 0, a keyframe right after one where flow held every track (re-anchoring IoU >=
 ``skip_iou``) is not detected on (up to ``max_skips`` in a row): U^2-Net (~0.6 s a run in bf16, 1.25 s
-in fp32) is most of the cost. Off by default: with bf16 every frame is affordable. Offline, track
+in fp32) is most of the cost. By default only where U^2-Net runs fp32: with bf16 every frame is
+affordable. Offline, track
 fragments are joined (end to start, and where they interleave: a keyframe region that lost most of the
 object starts a fragment of its own), and anchors whose size disagrees with their neighbours are dropped
 (:mod:`dataset_builder.ops.track`). Only tracks found on most keyframes
@@ -110,7 +111,8 @@ class KeyframeSegmenterOptions(Options):
     #: Pipeline output on the 12 DAVIS clips, bf16 U^2-Net: 0.85 (at most 2 skips) -> 0 lifts mean best J
     #: 0.544 -> 0.552 (dog 0.86 -> 0.90, tennis 0.88 -> 0.90, blackswan 0.91 -> 0.93; fp32 with skips:
     #: 0.550), true-object pixels left in bg 4.2 -> 3.8 %, CPU per 16 x 480x720 clip 18.7 -> 19.7 s.
-    skip_iou: float = Field(0.0, ge=0, le=1)
+    #: None: 0 where U^2-Net runs bf16, 0.85 where it runs fp32 (a call costs twice as much there).
+    skip_iou: float | None = Field(None, ge=0, le=1)
     #: At most this many keyframes skipped in a row (flow is trusted over that many frames at most).
     max_skips: int = Field(2, ge=1)
     #: Detections per clip at most, spread evenly on a clip flow cannot carry (0: no budget); U^2-Net is
@@ -144,6 +146,8 @@ class KeyframeSegmenterTracker:
 
             self.u2net = U2Net(o.model_dir, o.threads, o.saliency_runtime, o.saliency_precision)
             log.info("segment_track/cpu: U^2-Net on %s", self.u2net.runtime)
+            self.skip_iou = o.skip_iou if o.skip_iou is not None else (
+                0.0 if self.u2net.runtime.endswith("/bf16") else 0.85)
             try:
                 self.yolo = YoloV3Tiny(o.model_dir, o.detection_confidence)
             except ModelFileMissing as exc:
@@ -199,7 +203,7 @@ class KeyframeSegmenterTracker:
 
         tracks = track_keyframes(keys, _Lazy(), carry, o.match_iou, o.match_reach, o.match_area_ratio,
                                  o.stitch_area_ratio, redetect if o.redetect_lost else None,
-                                 skip_iou=o.skip_iou, max_skips=o.max_skips, max_detections=o.max_detections,
+                                 skip_iou=self.skip_iou, max_skips=o.max_skips, max_detections=o.max_detections,
                                  prune_ratio=o.prune_area_ratio)
         for k, masks in masks_by_key.items():  # re-detections that anchored a track join the candidates
             found[k] += [redetected[id(m)] for m in masks[len(found[k]):]]

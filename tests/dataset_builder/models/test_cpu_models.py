@@ -5,6 +5,7 @@ Model-dependent checks skip where ``workflows/fetch_cpu_models.py`` has not been
 from __future__ import annotations
 
 import hashlib
+import importlib.util
 import logging
 import subprocess
 import sys
@@ -323,3 +324,18 @@ def test_u2net_without_openvino_runs_onnxruntime_and_says_so(tmp_path, monkeypat
     assert net.runtime.startswith("onnxruntime-")
     assert any("openvino is not installed" in r.getMessage() for r in caplog.records)
     assert net(np.zeros((32, 48, 3), np.uint8)).shape == (32, 48)
+
+
+def test_frames_are_skipped_by_default_only_where_u2net_runs_fp32(tmp_path):
+    """bf16 U^2-Net pays for a detection on every frame; fp32 (twice the cost a call) keeps skipping."""
+    pytest.importorskip("onnxruntime")
+    _tiny_u2net(tmp_path)  # no YOLO files: no class boxes, U^2-Net alone
+    fp32 = KeyframeSegmenterTracker(BackendSpec(options={"model_dir": str(tmp_path),
+                                                         "saliency_runtime": "onnxruntime"}))
+    assert fp32.fallback is None and fp32.skip_iou == 0.85
+    chosen = KeyframeSegmenterTracker(BackendSpec(options={"model_dir": str(tmp_path), "skip_iou": 0.5,
+                                                           "saliency_runtime": "onnxruntime"}))
+    assert chosen.skip_iou == 0.5
+    if importlib.util.find_spec("openvino") is not None:
+        default = KeyframeSegmenterTracker(BackendSpec(options={"model_dir": str(tmp_path)}))
+        assert default.skip_iou == (0.0 if default.u2net.runtime.endswith("/bf16") else 0.85)
