@@ -48,8 +48,8 @@ def _openvino(ov, path: Path, threads: int, precision: str):
     compiled = ov.Core().compile_model(str(path), "CPU", {
         "INFERENCE_NUM_THREADS": threads, "INFERENCE_PRECISION_HINT": precision, "PERFORMANCE_HINT": "LATENCY"})
     request, d0 = compiled.create_infer_request(), compiled.outputs[0]  # d0 ("1959") is the first output
-    effective = str(compiled.get_property("INFERENCE_PRECISION_HINT"))
-    effective = "bf16" if "bf16" in effective.lower() else "f32"
+    effective = str(compiled.get_property("INFERENCE_PRECISION_HINT")).lower()  # "<Type: 'bfloat16'>"
+    effective = "bf16" if "bf16" in effective or "bfloat16" in effective else "f32"
     return (lambda x: request.infer({0: x})[d0]), f"openvino-{ov.__version__.split('-')[0]}/{effective}"
 
 

@@ -306,6 +306,10 @@ def test_u2net_runs_the_same_net_on_openvino_and_onnxruntime(tmp_path):
     assert ref.runtime.startswith("onnxruntime-") and ref.runtime.endswith("/f32")
     assert f32.runtime.startswith("openvino-") and f32.runtime.endswith("/f32")
     assert bf16.runtime.startswith("openvino-") and bf16.runtime.endswith(("/bf16", "/f32"))  # f32 without bf16 CPUs
+    import openvino as ov
+
+    has_bf16 = "BF16" in ov.Core().get_property("CPU", "OPTIMIZATION_CAPABILITIES")
+    assert bf16.runtime.endswith("/bf16") == has_bf16  # says what really runs
     a, b, c = ref(image), f32(image), bf16(image)
     assert a.shape == b.shape == c.shape == (90, 140)
     assert 0.0 <= float(a.min()) < 0.1 and 0.9 < float(a.max()) <= 1.0  # min-max normalised, then resized
