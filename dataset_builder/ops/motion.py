@@ -71,15 +71,10 @@ def estimate_homography(
 def _fit_lk(src_gray: np.ndarray, dst_gray: np.ndarray, pts: np.ndarray, guess: np.ndarray | None,
             ransac_px: float) -> tuple[np.ndarray, float]:
     """LK tracks of ``pts`` (from ``guess`` when given), forward-backward checked, RANSAC homography."""
-    lk = dict(winSize=(21, 21), maxLevel=3)
-    if guess is None:
-        nxt, status, _ = cv2.calcOpticalFlowPyrLK(src_gray, dst_gray, pts, None, **lk)
-    else:
-        nxt, status, _ = cv2.calcOpticalFlowPyrLK(src_gray, dst_gray, pts, guess.copy(),
-                                                  flags=cv2.OPTFLOW_USE_INITIAL_FLOW, **lk)
-    # Forward-backward check drops corners LK lost (occlusions, movers' edges).
-    back, status_b, _ = cv2.calcOpticalFlowPyrLK(dst_gray, src_gray, nxt, None if guess is None else pts.copy(),
-                                                 flags=0 if guess is None else cv2.OPTFLOW_USE_INITIAL_FLOW, **lk)
+    lk = dict(winSize=(21, 21), maxLevel=3, flags=0 if guess is None else cv2.OPTFLOW_USE_INITIAL_FLOW)
+    nxt, status, _ = cv2.calcOpticalFlowPyrLK(src_gray, dst_gray, pts, None if guess is None else guess.copy(), **lk)
+    # Forward-backward check drops corners LK lost (occlusions, movers' edges); with a guess, back from pts.
+    back, status_b, _ = cv2.calcOpticalFlowPyrLK(dst_gray, src_gray, nxt, None if guess is None else pts.copy(), **lk)
     fb = np.linalg.norm(pts - back, axis=2).ravel()
     good = (status.ravel() == 1) & (status_b.ravel() == 1) & (fb < 1.0)
     if good.sum() < 8:

@@ -42,6 +42,7 @@ from pydantic import Field
 from dataset_builder.config import BackendSpec
 from dataset_builder.models.base import TrackedObject
 from dataset_builder.models.cpu._common import Options, parse_options, resize_masks
+from dataset_builder.models.cpu.nets import SaliencyPrecision, SaliencyRuntime
 from dataset_builder.models.cpu.zoo import FETCH_COMMAND, ModelFileMissing
 from dataset_builder.ops.flow import clip_flows, interpolate_anchors, propagate
 from dataset_builder.ops.motion import work_scale
@@ -51,6 +52,8 @@ from dataset_builder.ops.track import keyframe_indices, track_keyframes
 log = logging.getLogger(__name__)
 
 SALIENT_LABEL = "salient object"
+#: ``skip_iou`` where U^2-Net runs fp32 (the measured default before bf16 paid for every frame).
+FP32_SKIP_IOU = 0.85
 
 
 class KeyframeSegmenterOptions(Options):
@@ -111,7 +114,7 @@ class KeyframeSegmenterOptions(Options):
     #: Pipeline output on the 12 DAVIS clips, bf16 U^2-Net: 0.85 (at most 2 skips) -> 0 lifts mean best J
     #: 0.544 -> 0.552 (dog 0.86 -> 0.90, tennis 0.88 -> 0.90, blackswan 0.91 -> 0.93; fp32 with skips:
     #: 0.550), true-object pixels left in bg 4.2 -> 3.8 %, CPU per 16 x 480x720 clip 18.7 -> 19.7 s.
-    #: None: 0 where U^2-Net runs bf16, 0.85 where it runs fp32 (a call costs twice as much there).
+    #: None: 0 where U^2-Net runs bf16, FP32_SKIP_IOU where it runs fp32 (a call costs twice as much there).
     skip_iou: float | None = Field(None, ge=0, le=1)
     #: At most this many keyframes skipped in a row (flow is trusted over that many frames at most).
     max_skips: int = Field(2, ge=1)
@@ -130,8 +133,8 @@ class KeyframeSegmenterOptions(Options):
     #: clip with skips), segmenter-level J within 0.01 on 11 of 12 DAVIS clips (drift-chicane's J 0.48
     #: track, rejected by the QA gate anyway, is not found), pipeline mean best J 0.550 -> 0.544 at
     #: equal skips; "onnxruntime" (fp32) reproduces the reference outputs exactly.
-    saliency_runtime: Literal["openvino", "onnxruntime"] = "openvino"
-    saliency_precision: Literal["bf16", "f32"] = "bf16"
+    saliency_runtime: SaliencyRuntime = "openvino"
+    saliency_precision: SaliencyPrecision = "bf16"
     #: Options of the motion-only fallback (see MotionSegmenterTracker).
     fallback: dict = Field(default_factory=dict)
 
@@ -147,7 +150,7 @@ class KeyframeSegmenterTracker:
             self.u2net = U2Net(o.model_dir, o.threads, o.saliency_runtime, o.saliency_precision)
             log.info("segment_track/cpu: U^2-Net on %s", self.u2net.runtime)
             self.skip_iou = o.skip_iou if o.skip_iou is not None else (
-                0.0 if self.u2net.runtime.endswith("/bf16") else 0.85)
+                0.0 if self.u2net.precision == "bf16" else FP32_SKIP_IOU)
             try:
                 self.yolo = YoloV3Tiny(o.model_dir, o.detection_confidence)
             except ModelFileMissing as exc:
