@@ -2,11 +2,12 @@
 
     .venv/bin/python benchmarks/cpu_clip_timing.py [--seqs blackswan,dog] [--rounds 3] [--out FILE]
 
-The figure of ``eval_layer_quality.py`` (``time_clips``: process CPU seconds of ``iter_local`` per clip,
-one clip per DAVIS sequence, stages built inside the first clip), repeated ``--rounds`` times in one
-process after a warm-up round (imports, caches: as in the eval, where the quality run comes first), with
-each stage's own process CPU seconds (``decode`` = clip planning + decode + resize). The machine's
-load moves these figures by 10-20 %: compare two trees by alternating runs of this script, e.g.
+The figure of ``eval_layer_quality.py`` (``time_clips``: process CPU seconds of the local pipeline per
+clip, one clip per DAVIS sequence; building the stages, once per actor, reported apart), repeated
+``--rounds`` times in one process after a warm-up round (imports, caches: as in the eval, where the
+quality run comes first), with each stage's own process CPU seconds (``decode`` = clip planning +
+decode + resize). The machine's load moves these figures by 10-20 %: compare two trees by alternating
+(or simultaneous) runs of this script, e.g.
 ``PYTHONPATH=<tree> python <tree>/benchmarks/cpu_clip_timing.py``. Needs DAVIS (see eval_layer_quality).
 Results: benchmarks/results/cpu_clip_timing.json (``--out`` elsewhere).
 """
@@ -27,19 +28,23 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import eval_layer_quality as elq  # noqa: E402
 
 from dataset_builder.io.inputs import discover  # noqa: E402
+from dataset_builder.models.cpu import nets  # noqa: E402
 from dataset_builder.pipeline import decoded_batches, rows_from_batch, stage_specs  # noqa: E402
+from dataset_builder.stages.runtime import limit_cpu_threads  # noqa: E402
 
 RESULTS = elq.REPO / "benchmarks" / "results" / "cpu_clip_timing.json"
 
 
 def one_round(cfg, inputs) -> list[dict[str, float]]:
-    """Per clip: {stage: CPU s}, the first clip's with ``build`` (stage construction), as time_clips counts it."""
+    """Per clip: {stage: CPU s}, the first clip's with ``build`` (stage construction: once per actor, not
+    in the clip's ``total``, as time_clips counts it)."""
     c0 = time.process_time()
     stages = [spec.build() for spec in stage_specs(cfg, fuse=False)]
     build = time.process_time() - c0
     clips = []
     batches = decoded_batches(cfg, inputs, set())
     while True:
+        nets._MEMO.clear()  # rounds repeat the clips: only a clip's own stages may share YOLO results
         c0 = time.process_time()
         batch = next(batches, None)
         if batch is None:
@@ -51,7 +56,7 @@ def one_round(cfg, inputs) -> list[dict[str, float]]:
             batch = stage(batch)
             per[stage.stage] = time.process_time() - c0
         rows_from_batch(batch)
-        per["total"] = sum(per.values())
+        per["total"] = sum(v for k, v in per.items() if k != "build")
         clips.append(per)
     return clips
 
@@ -69,6 +74,7 @@ def main() -> None:
     if root is None:
         raise SystemExit("no DAVIS data: set LAYERFLOW_SHARED_DATA or put shared/data beside the checkout")
     seqs = args.seqs.split(",")
+    limit_cpu_threads(1)  # one core, as a pipeline actor of <= 1 CPU runs (old trees: OPENCV_FOR_THREADS_NUM=1)
     with tempfile.TemporaryDirectory(prefix="layerflow-timing-") as tmp:
         elq.write_videos(root, seqs, Path(tmp) / "videos")
         cfg = elq.build_config(args, Path(tmp) / "videos", Path(tmp) / "out", 480, 720, ["clip.max_clips_per_video=1"])

@@ -7,6 +7,13 @@ distribution its backend imports (read from the code by ``models.requirements``)
 ``BuildConfig.processing_hash`` folds them in, so such a change gives new clip ids instead of mixing
 outputs under old ones, and each sample's provenance records them (``revisions``).
 
+CPU backends that read files of :mod:`dataset_builder.models.cpu.zoo` (``cpu_model_files`` on the
+class: names, or a function of the options to them) record those files (``cpu_models=``: present or
+missing decides between a model and its fallback), and those whose outputs differ with the CPU's bf16
+support (``cpu_bf16_sensitive``: U^2-Net runs bf16 only where the CPU has it) record that
+(``cpu_bf16=yes|no``), and the optional runtimes a fallback chooses between (``optional_distributions``:
+OpenVINO or onnxruntime), so such workers do not mix outputs under one clip id.
+
 Weight files are fingerprinted cheaply and still content-based: size, the safetensors header (names,
 dtypes, shapes, offsets) and the first and last MiB; small files (configs, tokenizers, processors) are
 hashed whole. Results are cached per (path, size, mtime).
@@ -91,14 +98,47 @@ def backend_revision(kind: str, spec: BackendSpec, model_root: str | None = None
             path = spec.model_copy(update={"model_dir": default}).resolved_model_dir(model_root)
     if path is not None:
         parts.append(f"model={model_fingerprint(path)}")
+    cls = _factory_class(kind, spec.name)
+    names = getattr(cls, "cpu_model_files", ())
+    if callable(names):  # files that depend on the options (which person model)
+        names = names(spec.options)
+    if names:
+        parts.append(f"cpu_models={cpu_models_fingerprint(names, spec.options.get('model_dir'))}")
+    if getattr(cls, "cpu_bf16_sensitive", False):
+        parts.append(f"cpu_bf16={'yes' if cpu_has_bf16() else 'no'}")
     # data files that change outputs (vocabulary, thresholds), the backend's shipped defaults included
     defaults = getattr(_factory_class(kind, spec.name), "default_option_paths", {})
     for key, value in sorted({**defaults, **spec.options}.items()):
         if key.endswith("_path") and isinstance(value, str) and Path(value).is_file():
             parts.append(f"{key}={model_fingerprint(value)}")
-    versions = library_versions(backend_distributions(kind, spec.name))
+    # optional runtimes behind ImportError fallbacks (not install requirements, still what ran)
+    optional = set(getattr(cls, "optional_distributions", ()))
+    versions = library_versions(frozenset(backend_distributions(kind, spec.name)) | optional)
     parts += [f"{name}={version}" for name, version in versions.items()]
     return " ".join(parts)
+
+
+def cpu_models_fingerprint(names, model_dir: str | None = None) -> str:
+    """Fingerprint (12 hex) of the CPU model files ``names`` in ``model_dir`` (default: the zoo's);
+    a missing file counts as missing, so a worker on the fallback path gets another revision."""
+    from dataset_builder.models.cpu.zoo import default_model_dir
+
+    root = Path(model_dir) if model_dir else default_model_dir()
+    h = hashlib.sha1()
+    for name in sorted(names):
+        h.update(f"{name}\0{model_fingerprint(root / name)}\0".encode())
+    return h.hexdigest()[:12]
+
+
+@lru_cache(maxsize=1)
+def cpu_has_bf16() -> bool:
+    """Whether this CPU has bf16 instructions (AVX512-BF16 or AMX), read from /proc/cpuinfo (Linux)."""
+    try:
+        flags = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return False
+    words = set(flags.split())
+    return "avx512_bf16" in words or "amx_bf16" in words
 
 
 def _factory_class(kind: str, name: str):

@@ -20,6 +20,7 @@ from pydantic import Field
 from dataset_builder.config import BackendSpec
 from dataset_builder.models.base import LayerCaptions, is_placeholder
 from dataset_builder.models.cpu._common import Options, parse_options, resize_frames
+from dataset_builder.models.cpu.classes import GROUP_OF_PEOPLE, part_of
 from dataset_builder.ops import masks as mops
 from dataset_builder.ops.colors import brightness_word, dominant_colors
 from dataset_builder.ops.motion import (
@@ -79,14 +80,19 @@ def describe_others(labels: list[str]) -> str:
 def bg_content(index: int, labels: list[str], tags: list[str]) -> list[str]:
     """Classes left in object ``index``'s background: the clip's other objects, plus tagged subjects
     (e.g. people the tagger saw) that no object accounts for. An unlabelled object might be such a
-    subject, so then tags add nothing (a caption must not invent content)."""
+    subject, so then tags add nothing (a caption must not invent content); nor does a tag that may be
+    one of the objects or part of it (:func:`~dataset_builder.models.cpu.classes.part_of`: "horse" for
+    an "animal", the rider "person" of a "vehicle"). A tagged group of people stays in the bg of each
+    of its people and stands for the other people in it."""
     others = [class_name(lbl) for j, lbl in enumerate(labels) if j != index]
     seen = {class_name(lbl) for lbl in labels}
     if "object" in seen:
         return others
     extra = [class_name(t) for t in tags if not t.endswith(("camera", "tones")) and t not in _NOT_CONTENT
-             and class_name(t) != "object" and class_name(t) not in seen]
-    return others + extra
+             and class_name(t) != "object" and not any(part_of(class_name(t), lbl) for lbl in labels)]
+    if GROUP_OF_PEOPLE in extra:
+        others = [x for x in others if x != "person"]
+    return others + list(dict.fromkeys(extra))
 
 
 class TemplateCaptioner:

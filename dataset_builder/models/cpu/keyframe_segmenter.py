@@ -42,7 +42,8 @@ from pydantic import Field
 from dataset_builder.config import BackendSpec
 from dataset_builder.models.base import TrackedObject
 from dataset_builder.models.cpu._common import Options, parse_options, resize_masks
-from dataset_builder.models.cpu.nets import SaliencyPrecision, SaliencyRuntime
+from dataset_builder.models.cpu.classes import GROUP_OF, SALIENT_LABEL, rider_pair, vote_label
+from dataset_builder.models.cpu.nets import SaliencyPrecision, SaliencyRuntime, scale_detections
 from dataset_builder.models.cpu.zoo import FETCH_COMMAND, ModelFileMissing
 from dataset_builder.ops.flow import clip_flows, interpolate_anchors, propagate
 from dataset_builder.ops.motion import work_scale
@@ -51,7 +52,6 @@ from dataset_builder.ops.track import keyframe_indices, track_keyframes
 
 log = logging.getLogger(__name__)
 
-SALIENT_LABEL = "salient object"
 #: ``skip_iou`` where U^2-Net runs fp32 (the measured default before bf16 paid for every frame).
 FP32_SKIP_IOU = 0.85
 
@@ -139,7 +139,21 @@ class KeyframeSegmenterOptions(Options):
     fallback: dict = Field(default_factory=dict)
 
 
+def _model_files(options: dict) -> tuple[str, ...]:
+    """The zoo files these options read (the stage revision fingerprints them, models.provenance)."""
+    person = {"selfie": ("selfie_segmentation.tflite",), "modnet": ("modnet.onnx",)}
+    return ("u2net.onnx", "yolov3-tiny.weights", "yolov3-tiny.cfg", "coco.names",
+            *person.get(options.get("person_model", KeyframeSegmenterOptions.model_fields["person_model"].default), ()))
+
+
 class KeyframeSegmenterTracker:
+    cpu_model_files = staticmethod(_model_files)
+    #: U^2-Net runs bf16 only where the CPU has it (slightly different masks): recorded in the revision.
+    cpu_bf16_sensitive = True
+    #: Runtimes behind ImportError fallbacks (U^2-Net: OpenVINO else onnxruntime; the selfie model's
+    #: TFLite interpreter): their versions, or "absent", go into the revision too.
+    optional_distributions = ("openvino", "onnxruntime", "ai-edge-litert")
+
     def __init__(self, spec: BackendSpec):
         self.options = parse_options(KeyframeSegmenterOptions, spec, "segment_track/cpu")
         o = self.options
@@ -241,11 +255,13 @@ class KeyframeSegmenterTracker:
         o = self.options
         sh, sw = size
         sal = cv2.resize(self.u2net(frame), (sw, sh), interpolation=cv2.INTER_LINEAR)
-        dets = self.yolo(cv2.resize(frame, (sw, sh), interpolation=cv2.INTER_AREA)) if self.yolo else []
+        fh, fw = frame.shape[:2]
+        # YOLO on the frame itself (it resizes to 416 anyway): the tagger saw these frames, so the
+        # detections come from the memo (nets._MEMO); boxes scaled to the work size.
+        dets = scale_detections(self.yolo(frame), sw / fw, sh / fh, (sh, sw)) if self.yolo else []
         comps = _components(sal >= o.saliency_threshold, o.min_area_fraction, o.max_area_fraction)
         cands = []
         used = [False] * len(dets)
-        fh, fw = frame.shape[:2]
         budget = o.max_box_crops  # crops of merged regions per keyframe (U^2-Net ~1 s a call)
         for comp in comps:
             classes: dict[str, float] = {}
@@ -352,10 +368,6 @@ def _crop_window(box, margin: float, size: tuple[int, int]) -> tuple[int, int, i
             min(size[1], int(np.ceil(x1 + mx))), min(size[0], int(np.ceil(y1 + my))))
 
 
-#: A person on these is one object with it (a rider), never two to separate.
-RIDDEN = {"bicycle", "motorbike", "motorcycle", "horse", "elephant", "skateboard", "surfboard"}
-
-
 def separate_objects(boxes: list, max_overlap: float) -> list:
     """The boxes (highest score first) that are distinct objects: named classes (see :data:`GROUP_OF`),
     each overlapping every other kept one by less than ``max_overlap`` of the smaller box, never a
@@ -364,13 +376,9 @@ def separate_objects(boxes: list, max_overlap: float) -> list:
     for d in sorted(boxes, key=lambda d: -d.score):
         if d.label not in GROUP_OF:
             continue
-        if all(_box_overlap(d.box, k.box) < max_overlap and not _rider_pair(d.label, k.label) for k in kept):
+        if all(_box_overlap(d.box, k.box) < max_overlap and not rider_pair(d.label, k.label) for k in kept):
             kept.append(d)
     return kept if len(kept) >= 2 else []
-
-
-def _rider_pair(a: str, b: str) -> bool:
-    return (a == "person" and b in RIDDEN) or (b == "person" and a in RIDDEN)
 
 
 def _box_overlap(a, b) -> float:
@@ -413,48 +421,6 @@ def _fill_holes(mask: np.ndarray) -> np.ndarray:
 def _iou(a: np.ndarray, b: np.ndarray) -> float:
     union = np.logical_or(a, b).sum()
     return float(np.logical_and(a, b).sum() / union) if union else 0.0
-
-
-#: COCO classes YOLOv3-tiny confuses within their group (a dog is a "sheep", a van a "truck") under a
-#: name that is still true; classes outside these groups have no honest generic word but "object".
-#: "person" is its own group: YOLO's most reliable class (a tennis player's boxes are weak, not wrong).
-GROUP_OF = {
-    "person": "person",
-    **{c: "animal" for c in ("bird", "cat", "dog", "horse", "sheep", "cow", "elephant", "bear", "zebra",
-                             "giraffe")},
-    **{c: "vehicle" for c in ("bicycle", "car", "motorbike", "motorcycle", "aeroplane", "airplane", "bus",
-                              "train", "truck", "boat")},
-}
-
-
-def vote_label(votes: list[dict[str, float]], num_keyframes: int, min_share: float = 0.5,
-               min_confidence: float = 0.5) -> str:
-    """The label of a track from the class boxes its keyframe regions covered (``votes``: one
-    {class: confidence} per anchor), precision first. A class is named only when it was seen on at
-    least ``min_share`` of the keyframes with mean confidence >= ``min_confidence`` and no other class
-    of its group competes (YOLOv3-tiny calls the DAVIS dog a "sheep" on 2 of 9 keyframes). Otherwise
-    its group ("animal", "vehicle") when the group was seen on at least two keyframes; otherwise
-    :data:`SALIENT_LABEL` (a placeholder, see ``models.base.is_placeholder``). Up to two names join
-    ("person and horse" for a rider)."""
-    seen: dict[str, list[float]] = {}
-    for vote in votes:
-        for name, conf in vote.items():
-            seen.setdefault(name, []).append(conf)
-    need = min_share * max(1, num_keyframes)
-    names: list[tuple[float, str]] = []
-    for name, confs in seen.items():
-        group = GROUP_OF.get(name)
-        rivals = group is not None and any(GROUP_OF.get(o) == group for o in seen if o != name)
-        if len(confs) >= need and float(np.mean(confs)) >= min_confidence and not rivals:
-            names.append((sum(confs), name))
-    named_groups = {GROUP_OF.get(x) for _, x in names}
-    for group in sorted(set(GROUP_OF.values()) - named_groups):
-        anchors = [max(c for n, c in v.items() if GROUP_OF.get(n) == group) for v in votes
-                   if any(GROUP_OF.get(n) == group for n in v)]
-        if len(anchors) >= 2:
-            names.append((sum(anchors), group))
-    names.sort(reverse=True)
-    return " and ".join(x for _, x in names[:2]) if names else SALIENT_LABEL
 
 
 def _relative_motion(masks: np.ndarray, to_prev: np.ndarray) -> float:

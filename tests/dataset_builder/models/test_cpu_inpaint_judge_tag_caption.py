@@ -6,7 +6,7 @@ from dataset_builder.models.base import Captioner, FgJudge, Inpainter, Tagger, i
 from dataset_builder.models.registry import BackendKind, build_backend
 from dataset_builder.ops.inpaint import dilate_masks, naive_inpaint
 from dataset_builder.samples import make_synthetic_clip, write_synthetic_video
-from tests.dataset_builder.models.test_cpu_segmenter_dedup import bikes, davis_tennis  # noqa: F401 (fixtures)
+from tests.dataset_builder.models.test_cpu_segmenter_dedup import bikes_cyclist, davis_tennis  # noqa: F401 (fixtures)
 
 
 def _b(kind, **options):
@@ -139,7 +139,8 @@ def test_real_davis_inpaint_and_judge(davis_tennis):  # noqa: F811
 
 
 @pytest.mark.slow
-def test_real_bikes_tag_and_caption(bikes):  # noqa: F811
+def test_real_bikes_tag_and_caption(bikes_cyclist):  # noqa: F811
+    bikes = bikes_cyclist
     tags = _b(BackendKind.TAGGER).tag(bikes)
     labels = {t.label for t in tags}
     assert "moving object" in labels and ("panning camera" in labels or "shaky camera" in labels)

@@ -43,21 +43,22 @@ def _face(frame: np.ndarray) -> tuple[int, int, int, int]:
     return faces[0][0]
 
 
-def test_tagger_says_person_on_a_face_close_up_not_on_synthetic_blobs(carphone):
-    tags = {t.label: t for t in _b(BackendKind.TAGGER).tag(carphone)}
+def test_classical_tagger_says_person_on_a_face_close_up_not_on_synthetic_blobs(carphone):
+    tags = {t.label: t for t in _b(BackendKind.TAGGER, detector="classical").tag(carphone)}
     assert "person" in tags and tags["person"].is_subject and tags["person"].score > 0.8  # measured 0.94
     clip = make_synthetic_clip(seed=0, num_frames=12, height=96, width=144)
-    assert "person" not in {t.label for t in _b(BackendKind.TAGGER).tag(clip.frames)}
+    assert "person" not in {t.label for t in _b(BackendKind.TAGGER, detector="classical").tag(clip.frames)}
 
 
-def test_tagger_says_person_on_the_cyclist_in_bikes(bikes_path):
+def test_classical_tagger_says_person_on_the_cyclist_in_bikes(bikes_path):
     from dataset_builder.io.video import decode_frames_at
 
+    tagger = _b(BackendKind.TAGGER, detector="classical")
     # frames where HOG sees the cyclist (measured 0.61 / 0.48 / 0.68); one lone hit would not be enough
     frames = decode_frames_at(bikes_path, [187, 190, 193, 196])[0]
-    assert "person" in {t.label for t in _b(BackendKind.TAGGER).tag(frames) if t.is_subject}
+    assert "person" in {t.label for t in tagger.tag(frames) if t.is_subject}
     lone = decode_frames_at(bikes_path, [193, 199, 202, 205])[0]  # no HOG hit at all
-    assert "person" not in {t.label for t in _b(BackendKind.TAGGER).tag(lone) if t.is_subject}
+    assert "person" not in {t.label for t in tagger.tag(lone) if t.is_subject}
 
 
 def test_missing_model_falls_back_to_motion_only(carphone, tmp_path, monkeypatch):
@@ -126,7 +127,7 @@ def test_tagger_does_not_call_textured_blobs_people():
     from dataset_builder.ops.clips import resize_frames
     from dataset_builder.samples.synthetic import make_synthetic_clip
 
-    tagger = build_backend("tag", BackendSpec(name="cpu"))
+    tagger = build_backend("tag", BackendSpec(name="cpu", options={"detector": "classical"}))
     for seed in (0, 1):
         clip = make_synthetic_clip(seed=seed, num_frames=16, height=240, width=360, num_objects=1 + seed)
         tags = tagger.tag(resize_frames(clip.frames, 480, 720))

@@ -16,6 +16,14 @@ def bikes(bikes_path) -> np.ndarray:
 
 
 @pytest.fixture(scope="session")
+def bikes_cyclist(bikes_path) -> np.ndarray:
+    """16 frames (every 2nd, 104-134) of bikes.mp4's third shot (76-136): a cyclist passes a van, the
+    camera pans. (The first 16 frames, ``bikes``, are tiles on a road sliding by, then a cut: no
+    object to keep; the keyframe segmenter joined two tiles into one track there in fp32.)"""
+    return decode_frames(bikes_path, start=104, count=16, stride=2)[0]
+
+
+@pytest.fixture(scope="session")
 def davis_tennis(shared_data) -> tuple[np.ndarray, np.ndarray]:
     """First 16 frames of DAVIS-2016 tennis at 240x426 + GT masks (evaluation data, read in place)."""
     import cv2

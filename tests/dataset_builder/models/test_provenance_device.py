@@ -128,3 +128,32 @@ def test_the_shipped_default_vocabulary_enters_the_revision(tmp_path, monkeypatc
     explicit.write_text("cow\tsubject\n")  # an explicit vocab_path replaces the default in the revision
     mine = provenance.backend_revision("tag", spec.model_copy(update={"options": {"vocab_path": str(explicit)}}))
     assert f"vocab_path={provenance.model_fingerprint(explicit)}" in mine and mine.count("vocab_path=") == 1
+
+
+def test_cpu_stage_revisions_see_the_model_files_and_the_cpus_bf16(tmp_path, monkeypatch):
+    """Before, tag/cpu and segment_track/cpu revisions were library versions only: a worker without the
+    model files (motion-only / classical fallback) or without bf16 (U^2-Net fp32) wrote other outputs
+    under the same clip ids."""
+    models = tmp_path / "cpu_models"
+    models.mkdir()
+    for name in ("yolov3-tiny.weights", "yolov3-tiny.cfg", "coco.names", "u2net.onnx", "selfie_segmentation.tflite"):
+        (models / name).write_bytes(name.encode())
+    monkeypatch.setenv("LAYERFLOW_CPU_MODELS", str(models))
+    assert set(provenance.cpu_models_fingerprint(["coco.names"])) <= set("0123456789abcdef")
+    tag = provenance.backend_revision("tag", BackendSpec(name="cpu"))
+    seg = provenance.backend_revision("segment_track", BackendSpec(name="cpu"))
+    assert "cpu_models=" in tag and "cpu_bf16=" not in tag and "cpu_models=" in seg and "cpu_bf16=" in seg
+    assert "openvino=" in seg and "onnxruntime=" in seg  # the U^2-Net runtime falls back between them
+    h1 = BuildConfig().processing_hash()
+    (models / "coco.names").unlink()  # this worker would fall back to the classical tagger
+    assert provenance.backend_revision("tag", BackendSpec(name="cpu")) != tag
+    assert BuildConfig().processing_hash() != h1
+    modnet = BackendSpec(name="cpu", options={"person_model": "modnet"})  # reads modnet.onnx, not selfie
+    assert provenance.backend_revision("segment_track", modnet) != seg
+    provenance.cpu_has_bf16.cache_clear()
+    monkeypatch.setattr(provenance.Path, "read_text", lambda self, *a, **k: "flags : fpu avx512f avx512_bf16\n")
+    with_bf16 = provenance.backend_revision("segment_track", BackendSpec(name="cpu"))
+    provenance.cpu_has_bf16.cache_clear()
+    monkeypatch.setattr(provenance.Path, "read_text", lambda self, *a, **k: "flags : fpu avx512f\n")
+    assert provenance.backend_revision("segment_track", BackendSpec(name="cpu")) != with_bf16
+    provenance.cpu_has_bf16.cache_clear()

@@ -74,6 +74,20 @@ def test_static_camera_is_static():
     assert describe_camera_motion(cum, 96, 144).kind == "static"
 
 
+def test_scale_drift_without_translation_is_not_a_pan():
+    """vtest (static camera, people walking): the centre moved 0.05 px a frame, but one bad pair's
+    1.3 % scale took the clip's zoom to 1.026, past the static gate's 2 %, and it read as "panning"."""
+    pw = np.repeat(np.eye(3)[None], 15, 0)
+    pw[:, 0, 2] = 0.02
+    pw[11, :2, :2] *= 1.013
+    pw[[13, 14], :2, :2] *= 1.004
+    pw[11, :2, 2] = (-0.79, -0.24)  # about the centre, then the drift
+    cam = describe_camera_motion(cumulative_homographies(pw), 144, 256)
+    assert cam.kind == "static" and 1.02 < cam.zoom < 1.05, cam
+    pw[:, 0, 2] = -3.0  # a real pan still is one
+    assert describe_camera_motion(cumulative_homographies(pw), 144, 256).kind == "panning"
+
+
 def test_masked_median_ignores_invalid():
     stack = np.array([[[10]], [[200]], [[30]], [[250]]], np.uint8)
     valid = np.array([[[True]], [[False]], [[True]], [[False]]])
