@@ -90,8 +90,9 @@ def bg_content(index: int, labels: list[str], tags: list[str]) -> list[str]:
         return others
     extra = [class_name(t) for t in tags if not t.endswith(("camera", "tones")) and t not in _NOT_CONTENT
              and class_name(t) != "object" and not any(part_of(class_name(t), lbl) for lbl in labels)]
-    if GROUP_OF_PEOPLE in extra:
+    if GROUP_OF_PEOPLE in extra:  # the group stands for every other person
         others = [x for x in others if x != "person"]
+        extra = [x for x in extra if x != "person"]
     return others + list(dict.fromkeys(extra))
 
 

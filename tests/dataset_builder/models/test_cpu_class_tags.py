@@ -49,6 +49,7 @@ def test_bg_caption_does_not_list_the_object_itself_under_another_name():
     # a crowd: the other people, not "a person" (the other object) and not nothing
     assert bg_content(0, ["person", "person"], ["person", "group of people"]) == ["group of people"]
     assert bg_content(0, ["person", "dog"], ["person", "group of people"]) == ["dog", "group of people"]
+    assert bg_content(0, ["dog"], ["person", "group of people"]) == ["group of people"]  # not also "a person"
 
 
 def test_missing_yolo_files_fall_back_to_the_classical_detectors(tmp_path, caplog):
