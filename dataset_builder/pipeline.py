@@ -41,10 +41,8 @@ from dataset_builder.stages.inpaint import InpaintStage
 from dataset_builder.stages.layer_qa import LayerQAStage
 from dataset_builder.stages.matte import MatteStage
 from dataset_builder.stages.runtime import (
-    CrashGuarded,
     StageSpec,
-    ThreadLimited,
-    cpu_threads,
+    actor_class,
     map_stage,
     run_local,
     start_crash_ledger,
@@ -141,10 +139,8 @@ def decode_stage(ds, cfg: BuildConfig, skip_clip_ids: set[str], ledger: str | No
 
     kwargs = {"clip": cfg.clip, "config_hash": cfg.processing_hash(), "skip_clip_ids": frozenset(skip_clip_ids),
               "limits": cfg.input}
-    wrapped = {"inner": SampleClips, "inner_kwargs": kwargs,
-               "threads": cpu_threads(Resources(num_cpus=cfg.ray.decode_num_cpus))}
     # a video that kills its decoder is retried once, then a worker_crash reject
-    cls, kwargs = (CrashGuarded, {**wrapped, "ledger": ledger}) if ledger is not None else (ThreadLimited, wrapped)
+    cls, kwargs = actor_class(SampleClips, kwargs, Resources(num_cpus=cfg.ray.decode_num_cpus), ledger)
     return ds.map_batches(
         cls,
         fn_constructor_kwargs=kwargs,

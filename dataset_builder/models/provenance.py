@@ -91,14 +91,14 @@ def backend_revision(kind: str, spec: BackendSpec, model_root: str | None = None
     from dataset_builder.models.requirements import backend_distributions
 
     parts = []
+    cls = _factory_class(kind, spec.name)
     path = spec.resolved_model_dir(model_root)
     if path is None:
-        default = getattr(_factory_class(kind, spec.name), "default_subdir", None)
+        default = getattr(cls, "default_subdir", None)
         if default is not None:
             path = spec.model_copy(update={"model_dir": default}).resolved_model_dir(model_root)
     if path is not None:
         parts.append(f"model={model_fingerprint(path)}")
-    cls = _factory_class(kind, spec.name)
     names = getattr(cls, "cpu_model_files", ())
     if callable(names):  # files that depend on the options (which person model)
         names = names(spec.options)
@@ -107,7 +107,7 @@ def backend_revision(kind: str, spec: BackendSpec, model_root: str | None = None
     if getattr(cls, "cpu_bf16_sensitive", False):
         parts.append(f"cpu_bf16={'yes' if cpu_has_bf16() else 'no'}")
     # data files that change outputs (vocabulary, thresholds), the backend's shipped defaults included
-    defaults = getattr(_factory_class(kind, spec.name), "default_option_paths", {})
+    defaults = getattr(cls, "default_option_paths", {})
     for key, value in sorted({**defaults, **spec.options}.items()):
         if key.endswith("_path") and isinstance(value, str) and Path(value).is_file():
             parts.append(f"{key}={model_fingerprint(value)}")

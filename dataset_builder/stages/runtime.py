@@ -81,6 +81,14 @@ class ThreadLimited:
         return self.inner(batch)
 
 
+def actor_class(inner: type, inner_kwargs: dict[str, Any], res: Resources, ledger: str | None = None
+                ) -> tuple[type, dict[str, Any]]:
+    """(class, constructor kwargs) of the actor that runs ``inner`` on ``res``: OpenCV capped to its
+    CPUs, inside :class:`CrashGuarded` when there is a crash ``ledger``."""
+    wrapped = {"inner": inner, "inner_kwargs": inner_kwargs, "threads": cpu_threads(res)}
+    return (CrashGuarded, {**wrapped, "ledger": ledger}) if ledger is not None else (ThreadLimited, wrapped)
+
+
 def map_stage(ds, spec: StageSpec, ledger: str | None = None, **ray_args):
     """``ds.map_batches`` of one stage on an autoscaling actor pool sized by its resources, its actors'
     OpenCV threads capped to their CPUs. With a crash ``ledger`` (:func:`start_crash_ledger`) the stage
@@ -89,11 +97,7 @@ def map_stage(ds, spec: StageSpec, ledger: str | None = None, **ray_args):
 
     res = spec.resources
     low, high = pool_size(res)
-    wrapped = {"inner": spec.cls, "inner_kwargs": spec.kwargs, "threads": cpu_threads(res)}
-    if ledger is not None:
-        cls, kwargs = CrashGuarded, {**wrapped, "ledger": ledger}
-    else:
-        cls, kwargs = ThreadLimited, wrapped
+    cls, kwargs = actor_class(spec.cls, spec.kwargs, res, ledger)
     return ds.map_batches(
         cls, fn_constructor_kwargs=kwargs, batch_size=res.batch_size, batch_format="numpy",
         num_cpus=res.num_cpus, num_gpus=res.num_gpus or None,

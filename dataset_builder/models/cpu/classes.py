@@ -29,6 +29,8 @@ GROUP_OF_PEOPLE = "group of people"
 
 #: A person on these is one object with it (a rider), never two to separate.
 RIDDEN = {"bicycle", "motorbike", "motorcycle", "horse", "elephant", "skateboard", "surfboard"}
+#: Groups of those ("animal", "vehicle"): a label that says only the group may be a ridden one.
+RIDDEN_GROUPS = {GROUP_OF[c] for c in RIDDEN if c in GROUP_OF}
 
 
 def rider_pair(a: str, b: str) -> bool:
@@ -72,9 +74,14 @@ def vote_label(votes: list[dict[str, float]], num_keyframes: int, min_share: flo
     return " and ".join(names[:2]) if names else SALIENT_LABEL
 
 
+def label_words(label: str) -> set[str]:
+    """The names a label joins: "person and horse" -> {person, horse}."""
+    return {w.strip() for w in label.split(" and ") if w.strip()}
+
+
 def label_classes(label: str) -> set[str]:
     """The class names and groups a label stands for: "person and horse" -> {person, horse, animal}."""
-    words = {w.strip() for w in label.split(" and ") if w.strip()}
+    words = label_words(label)
     return words | {GROUP_OF[w] for w in words if w in GROUP_OF}
 
 
@@ -85,10 +92,8 @@ def part_of(name: str, label: str) -> bool:
     not to list an object's own parts as other content of its background (precision first: a person
     beside a car is left unsaid rather than a rider claimed to stay behind)."""
     classes = label_classes(label)
-    named = {w.strip() for w in label.split(" and ")}
     # a ridden class, or a group name only ("animal": which one is unknown, it may be a horse)
-    ridden_groups = {GROUP_OF[c] for c in RIDDEN if c in GROUP_OF}
-    ridden = named & (RIDDEN | ridden_groups)
+    ridden = label_words(label) & (RIDDEN | RIDDEN_GROUPS)
 
     def one(word: str) -> bool:
         group = GROUP_OF.get(word)
@@ -96,7 +101,7 @@ def part_of(name: str, label: str) -> bool:
             return True
         if word == "person":
             return bool(ridden)
-        return (word in RIDDEN or word in ridden_groups) and "person" in classes
+        return (word in RIDDEN or word in RIDDEN_GROUPS) and "person" in classes
 
-    words = [w.strip() for w in name.split(" and ") if w.strip()]
+    words = label_words(name)
     return bool(words) and all(one(w) for w in words)
