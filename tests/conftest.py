@@ -39,12 +39,20 @@ def shared_data() -> Path:
     return root
 
 
+def start_private_ray():
+    """The session's Ray: address="local", a private one, never some cluster already running on the host
+    (CI, a user's head, or a ``ray.cluster_utils`` cluster an earlier test left its address behind)."""
+    import ray
+
+    if not ray.is_initialized():
+        ray.init(address="local", num_cpus=2, include_dashboard=False, log_to_driver=False)
+    return ray
+
+
 @pytest.fixture(scope="session")
 def ray_local():
-    ray = pytest.importorskip("ray")
-    if not ray.is_initialized():
-        # address="local": a private Ray, never some cluster already running on the host (CI, a user's head)
-        ray.init(address="local", num_cpus=2, include_dashboard=False, log_to_driver=False)
+    pytest.importorskip("ray")
+    ray = start_private_ray()
     ctx = ray.data.DataContext.get_current()
     ctx.enable_progress_bars = False
     yield ray

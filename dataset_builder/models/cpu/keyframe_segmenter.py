@@ -151,8 +151,9 @@ class KeyframeSegmenterTracker:
     #: U^2-Net runs bf16 only where the CPU has it (slightly different masks): recorded in the revision.
     cpu_bf16_sensitive = True
     #: Runtimes behind ImportError fallbacks (U^2-Net: OpenVINO else onnxruntime; the selfie model's
-    #: TFLite interpreter): their versions, or "absent", go into the revision too.
-    optional_distributions = ("openvino", "onnxruntime", "ai-edge-litert")
+    #: TFLite interpreter, ai-edge-litert else tflite-runtime): their versions, or "absent", go into the
+    #: revision too.
+    optional_distributions = ("openvino", "onnxruntime", "ai-edge-litert", "tflite-runtime")
 
     def __init__(self, spec: BackendSpec):
         self.options = parse_options(KeyframeSegmenterOptions, spec, "segment_track/cpu")

@@ -122,7 +122,9 @@ class Detection:
 
 #: YOLO results of the last images seen in this process, by (weights, thresholds, image digest): the
 #: tagger and the segmenter of one clip (one fused actor) look at the same frames; the second asks
-#: for free (YOLOv3-tiny is ~60 ms a frame on one core, a digest ~1 ms).
+#: for free (YOLOv3-tiny is ~60 ms a frame on one core, a digest ~1 ms). MEMO_SIZE holds 4 clips of 16
+#: frames: reuse needs a stage batch (batch_size x frames) to fit, as the CPU profile's batch_size 1 does;
+#: past it the segmenter detects again (same results, the cost of no memo).
 _MEMO: OrderedDict[tuple, list[Detection]] = OrderedDict()
 MEMO_SIZE = 64
 

@@ -79,9 +79,18 @@ class TaggerOptions(Options):
     min_scene_score: float = Field(0.3, ge=0, le=1)
 
 
+YOLO_FILES = ("yolov3-tiny.weights", "yolov3-tiny.cfg", "coco.names")
+
+
+def _model_files(options: dict) -> tuple[str, ...]:
+    """The zoo files these options read: YOLO's, present or not deciding YOLO vs classical; none with
+    ``detector: classical`` (the stage revision fingerprints them, models.provenance)."""
+    detector = options.get("detector", TaggerOptions.model_fields["detector"].default)
+    return YOLO_FILES if detector == "yolo" else ()
+
+
 class CpuTagger:
-    #: Fingerprinted in the stage revision (models.provenance): present or not decides YOLO vs classical.
-    cpu_model_files = ("yolov3-tiny.weights", "yolov3-tiny.cfg", "coco.names")
+    cpu_model_files = staticmethod(_model_files)
 
     def __init__(self, spec: BackendSpec):
         self.options = o = parse_options(TaggerOptions, spec, "tag/cpu")

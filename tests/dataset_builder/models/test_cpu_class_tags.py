@@ -110,7 +110,10 @@ def test_yolo_results_are_memoised_per_image_across_instances(monkeypatch):
     monkeypatch.setattr(nets.YoloV3Tiny, "_detect", lambda self, image: calls.append(1) or real(self, image))
     first = [tagger_yolo(f) for f in frames]
     assert len(calls) == 3 and [segmenter_yolo(f) for f in frames] == first and len(calls) == 3
-    assert nets.YoloV3Tiny(confidence=0.05)(frames[0]) is not None and len(calls) == 4  # other thresholds
+    low = nets.YoloV3Tiny(confidence=0.05)(frames[0])  # other thresholds: detected on, not the memo's
+    assert len(calls) == 4 and len(low) >= len(first[0])
+    first[0].append("changed by a caller")  # callers get copies: the memo keeps what YOLO found
+    assert "changed by a caller" not in segmenter_yolo(frames[0]) and len(calls) == 4
     shifted = np.roll(frames[0], 1, axis=1)
     segmenter_yolo(shifted)
     assert len(calls) == 5  # another image is detected on

@@ -103,19 +103,23 @@ def test_fetch_installs_a_verified_member_and_is_idempotent(tmp_path, monkeypatc
 
 @pytest.mark.slow
 @pytest.mark.skipif(not HAVE_MODELS, reason=f"CPU models not fetched ({FETCH_COMMAND})")
-def test_keyframe_segmenter_tracks_a_salient_moving_square_with_its_identity():
-    """A textured square moving over a plain, static background: one track, right place, every frame."""
+@pytest.mark.parametrize("zoom", [1, 2])
+def test_keyframe_segmenter_tracks_a_salient_moving_square_with_its_identity(zoom):
+    """A textured square moving over a plain, static background: one track, right place, every frame.
+    At ``zoom`` 2 the clip is larger than the tracking size (work_max_side): flow and masks run on the
+    downscaled frames, U^2-Net and YOLO on the full ones, and the masks come back at the clip's size."""
     rng = np.random.default_rng(0)
-    t, h, w, s = 9, 120, 200, 40
-    tex = rng.integers(0, 255, (s, s, 3), dtype=np.uint8)
+    t, h, w, s = 9, 120 * zoom, 200 * zoom, 40 * zoom
+    tex = cv2.resize(rng.integers(0, 255, (40, 40, 3), dtype=np.uint8), (s, s), interpolation=cv2.INTER_NEAREST)
     frames = np.full((t, h, w, 3), 90, np.uint8)
     gt = np.zeros((t, h, w), bool)
     for i in range(t):
-        x = 20 + 10 * i
-        frames[i, 40:40 + s, x:x + s] = tex
-        gt[i, 40:40 + s, x:x + s] = True
-    objs = KeyframeSegmenterTracker(BackendSpec()).segment(frames, [])
+        x, y = (20 + 10 * i) * zoom, 40 * zoom
+        frames[i, y:y + s, x:x + s] = tex
+        gt[i, y:y + s, x:x + s] = True
+    objs = KeyframeSegmenterTracker(BackendSpec(options={"work_max_side": 200})).segment(frames, [])
     assert objs, "no track"
+    assert all(o.masks.shape == (t, h, w) for o in objs)
     best = max(objs, key=lambda o: ((o.masks >= 128) & gt).sum())
     ious = [((m >= 128) & g).sum() / ((m >= 128) | g).sum() for m, g in zip(best.masks, gt)]
     assert min(ious) > 0.6, ious

@@ -157,3 +157,23 @@ def test_cpu_stage_revisions_see_the_model_files_and_the_cpus_bf16(tmp_path, mon
     monkeypatch.setattr(provenance.Path, "read_text", lambda self, *a, **k: "flags : fpu avx512f\n")
     assert provenance.backend_revision("segment_track", BackendSpec(name="cpu")) != with_bf16
     provenance.cpu_has_bf16.cache_clear()
+
+
+def test_cpu_revisions_name_only_what_the_options_read(tmp_path, monkeypatch):
+    """The classical tagger reads no YOLO file: before, its revision changed when they were fetched or
+    removed (a new clip id for the same outputs). The selfie model's interpreter may be tflite-runtime
+    (the fallback of ai-edge-litert): its version is part of the segmenter's revision."""
+    models = tmp_path / "cpu_models"
+    models.mkdir()
+    for name in ("yolov3-tiny.weights", "yolov3-tiny.cfg", "coco.names"):
+        (models / name).write_bytes(name.encode())
+    monkeypatch.setenv("LAYERFLOW_CPU_MODELS", str(models))
+    classical = BackendSpec(name="cpu", options={"detector": "classical"})
+    before = provenance.backend_revision("tag", classical)
+    yolo_before = provenance.backend_revision("tag", BackendSpec(name="cpu"))
+    (models / "yolov3-tiny.weights").unlink()
+    assert provenance.backend_revision("tag", classical) == before
+    assert "cpu_models=" not in before
+    assert provenance.backend_revision("tag", BackendSpec(name="cpu")) != yolo_before
+    seg = provenance.backend_revision("segment_track", BackendSpec(name="cpu"))
+    assert "tflite-runtime=" in seg and "ai-edge-litert=" in seg

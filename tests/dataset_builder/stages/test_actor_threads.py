@@ -37,6 +37,7 @@ def test_cpu_threads_are_whole_cpus_at_least_one():
 def test_thread_limited_caps_opencv_before_the_stage_is_built():
     before = cv2.getNumThreads()
     try:
+        cv2.setNumThreads(2)  # a pool larger than the cap, so that the cap is seen on any machine
         stage = ThreadLimited(ReportThreads, {}, threads=1)
         assert stage.inner.threads == 1 and stage({"x": np.zeros(2)})["threads"].tolist() == [1, 1]
     finally:
@@ -53,6 +54,7 @@ def test_ray_actors_run_opencv_on_their_cpus_only(ray_local):
     ledger = start_crash_ledger(name)  # noqa: F841 (held while it is used)
     before = cv2.getNumThreads()
     try:  # with a crash ledger (every real build) the stage runs inside CrashGuarded: capped too
+        cv2.setNumThreads(2)
         assert CrashGuarded(ReportThreads, {}, ledger=name, threads=1).inner.threads == 1
     finally:
         cv2.setNumThreads(before)

@@ -33,10 +33,16 @@ def _row(i: int) -> dict:
 
 @pytest.fixture(scope="module")
 def cluster3():
-    """Three 1-CPU nodes on this machine; one Ray session for the module's tests."""
+    """Three 1-CPU nodes on this machine; one Ray session for the module's tests. The session's private
+    Ray (``ray_local``, started by tests before these) is shut down for them and started again after:
+    one process holds one Ray connection."""
     import ray
     from ray.cluster_utils import Cluster
 
+    from tests.conftest import start_private_ray
+
+    had_private = ray.is_initialized()
+    ray.shutdown()
     cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 1, "include_dashboard": False})
     try:
         for _ in range(2):
@@ -48,6 +54,8 @@ def cluster3():
     finally:
         ray.shutdown()
         cluster.shutdown()
+        if had_private:
+            start_private_ray()
 
 
 def test_decode_pool_spreads_over_nodes(cluster3, tmp_path, monkeypatch):
