@@ -19,6 +19,12 @@ class Options(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
+    @classmethod
+    def from_raw(cls, options: dict, name: str):
+        """``options[name]``, else the field's default: one option read from raw ``spec.options`` without
+        validating them all (the stage revision asks which model files the options choose)."""
+        return options.get(name, cls.model_fields[name].default)
+
 
 def parse_options(cls: type[O], spec: BackendSpec, backend: str) -> O:
     try:

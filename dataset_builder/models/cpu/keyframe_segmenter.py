@@ -143,7 +143,7 @@ def _model_files(options: dict) -> tuple[str, ...]:
     """The zoo files these options read (the stage revision fingerprints them, models.provenance)."""
     person = {"selfie": ("selfie_segmentation.tflite",), "modnet": ("modnet.onnx",)}
     return ("u2net.onnx", "yolov3-tiny.weights", "yolov3-tiny.cfg", "coco.names",
-            *person.get(options.get("person_model", KeyframeSegmenterOptions.model_fields["person_model"].default), ()))
+            *person.get(KeyframeSegmenterOptions.from_raw(options, "person_model"), ()))
 
 
 class KeyframeSegmenterTracker:

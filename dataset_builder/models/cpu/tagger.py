@@ -85,8 +85,7 @@ YOLO_FILES = ("yolov3-tiny.weights", "yolov3-tiny.cfg", "coco.names")
 def _model_files(options: dict) -> tuple[str, ...]:
     """The zoo files these options read: YOLO's, present or not deciding YOLO vs classical; none with
     ``detector: classical`` (the stage revision fingerprints them, models.provenance)."""
-    detector = options.get("detector", TaggerOptions.model_fields["detector"].default)
-    return YOLO_FILES if detector == "yolo" else ()
+    return YOLO_FILES if TaggerOptions.from_raw(options, "detector") == "yolo" else ()
 
 
 class CpuTagger:
