@@ -14,10 +14,10 @@ stitched end to start, the frames between anchors are drift-corrected towards th
 (``redetect_lost``, off by default) a track no candidate matched can be looked for again by U^2-Net
 on a box where flow predicts it.
 With ``skip_iou`` > 0, a keyframe right after one where flow held every track (re-anchoring IoU >=
-``skip_iou``) is not detected on (up to ``max_skips`` in a row): U^2-Net (~0.6 s a run in bf16, 1.25 s
-in fp32) is most of the cost. By default only where U^2-Net runs fp32: with bf16 every frame is
-affordable. Offline, track
-fragments are joined (end to start, and where they interleave: a keyframe region that lost most of the
+``skip_iou``) is not detected on (up to ``max_skips`` in a row): U^2-Net (~0.6 s a run in bf16, ~0.7 s
+in int8 on an AVX2 CPU without bf16, 1.25-1.6 s in fp32) is most of the cost. By default only where
+U^2-Net does not run bf16: with bf16 every frame is affordable. Offline, track fragments
+are joined (end to start, and where they interleave: a keyframe region that lost most of the
 object starts a fragment of its own), and anchors whose size disagrees with their neighbours are dropped
 (:mod:`dataset_builder.ops.track`). Only tracks found on most keyframes
 detected on are returned (precision first); motion relative to the camera is a ranking cue, not a
@@ -44,7 +44,7 @@ from dataset_builder.models.base import TrackedObject
 from dataset_builder.models.cpu._common import Options, parse_options, resize_masks
 from dataset_builder.models.cpu.classes import GROUP_OF, SALIENT_LABEL, rider_pair, vote_label
 from dataset_builder.models.cpu.nets import SaliencyPrecision, SaliencyRuntime, scale_detections
-from dataset_builder.models.cpu.zoo import FETCH_COMMAND, ModelFileMissing
+from dataset_builder.models.cpu.zoo import FETCH_COMMAND, U2NET_INT8, ModelFileMissing
 from dataset_builder.ops.flow import clip_flows, interpolate_anchors, propagate
 from dataset_builder.ops.motion import work_scale
 from dataset_builder.ops.person import load_person_net, merge_person_masks
@@ -52,7 +52,7 @@ from dataset_builder.ops.track import keyframe_indices, track_keyframes
 
 log = logging.getLogger(__name__)
 
-#: ``skip_iou`` where U^2-Net runs fp32 (the measured default before bf16 paid for every frame).
+#: ``skip_iou`` where U^2-Net runs fp32 or int8 (the measured default before bf16 paid for every frame).
 FP32_SKIP_IOU = 0.85
 
 
@@ -114,7 +114,8 @@ class KeyframeSegmenterOptions(Options):
     #: Pipeline output on the 12 DAVIS clips, bf16 U^2-Net: 0.85 (at most 2 skips) -> 0 lifts mean best J
     #: 0.544 -> 0.552 (dog 0.86 -> 0.90, tennis 0.88 -> 0.90, blackswan 0.91 -> 0.93; fp32 with skips:
     #: 0.550), true-object pixels left in bg 4.2 -> 3.8 %, CPU per 16 x 480x720 clip 18.7 -> 19.7 s.
-    #: None: 0 where U^2-Net runs bf16, FP32_SKIP_IOU where it runs fp32 (a call costs twice as much there).
+    #: None: 0 where U^2-Net runs bf16, FP32_SKIP_IOU elsewhere (fp32: a call costs twice as much; int8
+    #: costs a little more than bf16 on a slower CPU).
     skip_iou: float | None = Field(None, ge=0, le=1)
     #: At most this many keyframes skipped in a row (flow is trusted over that many frames at most).
     max_skips: int = Field(2, ge=1)
@@ -132,17 +133,24 @@ class KeyframeSegmenterOptions(Options):
     #: cost on CPUs that have it (U^2-Net 1.25 -> 0.6 s a call; segment_track 21.0 -> 10.6 s a 480x720
     #: clip with skips), segmenter-level J within 0.01 on 11 of 12 DAVIS clips (drift-chicane's J 0.48
     #: track, rejected by the QA gate anyway, is not found), pipeline mean best J 0.550 -> 0.544 at
-    #: equal skips; "onnxruntime" (fp32) reproduces the reference outputs exactly.
+    #: equal skips. "auto" runs the int8 model (models.cpu.quantize) on CPUs without bf16: U^2-Net
+    #: ~1.5 -> ~0.7 s a call on an AVX2 CPU. "onnxruntime" (fp32) reproduces the reference outputs exactly.
     saliency_runtime: SaliencyRuntime = "openvino"
-    saliency_precision: SaliencyPrecision = "bf16"
+    saliency_precision: SaliencyPrecision = "auto"
     #: Options of the motion-only fallback (see MotionSegmenterTracker).
     fallback: dict = Field(default_factory=dict)
 
 
 def _model_files(options: dict) -> tuple[str, ...]:
-    """The zoo files these options read (the stage revision fingerprints them, models.provenance)."""
+    """The zoo files these options read on this CPU (the stage revision fingerprints them,
+    models.provenance): the int8 U^2-Net where it runs ("int8", or "auto" on a CPU without bf16)."""
+    from dataset_builder.models.provenance import cpu_has_bf16
+
     person = {"selfie": ("selfie_segmentation.tflite",), "modnet": ("modnet.onnx",)}
-    return ("u2net.onnx", "yolov3-tiny.weights", "yolov3-tiny.cfg", "coco.names",
+    precision = KeyframeSegmenterOptions.from_raw(options, "saliency_precision")
+    openvino = KeyframeSegmenterOptions.from_raw(options, "saliency_runtime") == "openvino"
+    int8 = openvino and (precision == "int8" or (precision == "auto" and not cpu_has_bf16()))
+    return ("u2net.onnx", *(U2NET_INT8 if int8 else ()), "yolov3-tiny.weights", "yolov3-tiny.cfg", "coco.names",
             *person.get(KeyframeSegmenterOptions.from_raw(options, "person_model"), ()))
 
 

