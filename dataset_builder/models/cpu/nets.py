@@ -1,17 +1,19 @@
 """Runners for the pretrained CPU networks (files from :mod:`dataset_builder.models.cpu.zoo`).
 
-U^2-Net runs on OpenVINO (bf16 where the CPU has it) or onnxruntime, MODNet on onnxruntime (both in the
-``cpu-models`` extra), YOLOv3-tiny on ``cv2.dnn``. Each takes uint8 RGB and does its published
-pre/post-processing; constructing one with a missing file raises
-:class:`~dataset_builder.models.cpu.zoo.ModelFileMissing`.
+U^2-Net runs on OpenVINO (bf16 where the CPU has it, else the int8 model :mod:`.quantize` made at fetch
+time) or onnxruntime, MODNet on onnxruntime (both in the ``cpu-models`` extra), YOLOv3-tiny on
+``cv2.dnn``. Each takes uint8 RGB and does its published pre/post-processing; constructing one with a
+missing file raises :class:`~dataset_builder.models.cpu.zoo.ModelFileMissing`.
 """
 
 from __future__ import annotations
 
 import hashlib
+import importlib.util
 import logging
 from collections import OrderedDict
 from dataclasses import dataclass, replace
+from functools import lru_cache
 from importlib import metadata
 from pathlib import Path
 from typing import Literal
@@ -19,7 +21,14 @@ from typing import Literal
 import cv2
 import numpy as np
 
-from dataset_builder.models.cpu.zoo import FETCH_COMMAND, U2NET_INT8, default_model_dir, derived_path, model_path
+from dataset_builder.models.cpu.zoo import (
+    FETCH_COMMAND,
+    U2NET_INT8,
+    U2NET_INT8_RECORD,
+    default_model_dir,
+    derived_path,
+    model_path,
+)
 
 log = logging.getLogger(__name__)
 
@@ -39,12 +48,13 @@ def _session(path: Path, threads: int):
 
 
 #: "openvino" runs bf16 convolutions where the CPU has them (AVX512-BF16 / AMX): U^2-Net is ~88 % of
-#: its time in Conv and ~2x faster than fp32 on one core (1.25 -> 0.6 s). Elsewhere both run fp32 and
-#: give the same output (OpenVINO fp32 matches onnxruntime exactly on DAVIS frames).
+#: its time in Conv and ~2x faster than fp32 on one core (1.25 -> 0.6 s). Elsewhere it runs the int8
+#: model where the fetch command made it (see SaliencyPrecision), else fp32 (OpenVINO fp32 matches
+#: onnxruntime exactly on DAVIS frames).
 SaliencyRuntime = Literal["openvino", "onnxruntime"]
 #: "auto": bf16 where the CPU has it, else the int8 model where the fetch command made it (on an AVX2
-#: CPU 1.3-1.7 -> 0.66-0.8 s a call), else fp32; "bf16": bf16 where the CPU has it, else fp32;
-#: "int8": the int8 model (OpenVINO only; missing: ModelFileMissing); "f32": fp32.
+#: CPU 1.55 -> 0.79 s a call), else fp32; "bf16": bf16 where the CPU has it, else fp32; "int8": the int8
+#: model (missing: ModelFileMissing); "f32": fp32. onnxruntime runs fp32 whatever is asked.
 SaliencyPrecision = Literal["auto", "bf16", "int8", "f32"]
 
 
@@ -58,8 +68,32 @@ def _openvino(ov, path: Path, threads: int, precision: str):
     return (lambda x: request.infer({0: x})[d0]), effective
 
 
-def _cpu_runs_bf16(ov) -> bool:
+@lru_cache(maxsize=1)
+def _cpu_runs_bf16() -> bool:
+    """Whether OpenVINO's CPU plugin runs bf16 here (what it reports; /proc/cpuinfo's flags can differ)."""
+    try:
+        import openvino as ov  # optional (see U2Net)
+    except ImportError:
+        return False
     return "BF16" in ov.Core().get_property("CPU", "OPTIMIZATION_CAPABILITIES")
+
+
+def int8_present(model_dir: Path | str | None = None) -> bool:
+    """The int8 U^2-Net is complete in ``model_dir``: both files non-empty and its record, written last."""
+    root = Path(model_dir or default_model_dir())
+    return all((root / n).is_file() and (root / n).stat().st_size > 0 for n in (*U2NET_INT8, U2NET_INT8_RECORD))
+
+
+def u2net_precision(runtime: str, precision: str, model_dir: Path | str | None = None) -> str:
+    """The precision U^2-Net runs in ("bf16", "int8" or "f32") for these options on this machine: what
+    :class:`U2Net` runs, and what the segmenter's revision fingerprints (the int8 files where "int8")."""
+    if runtime != "openvino" or precision == "f32" or importlib.util.find_spec("openvino") is None:
+        return "f32"
+    if precision == "int8":
+        return "int8"
+    if _cpu_runs_bf16():
+        return "bf16"
+    return "int8" if precision == "auto" and int8_present(model_dir) else "f32"
 
 
 def u2net_input(image: np.ndarray, size: int = 320) -> np.ndarray:
@@ -93,18 +127,16 @@ class U2Net:
                 log.warning("U^2-Net: openvino is not installed (pip install -e '.[cpu-models]'); "
                             "running onnxruntime fp32 (~2x slower on bf16 CPUs)")
             else:
-                if precision == "auto":
-                    precision = "bf16" if _cpu_runs_bf16(ov) else "int8"
-                    if precision == "int8" and not (Path(model_dir or default_model_dir()) / U2NET_INT8[0]).is_file():
-                        log.warning("U^2-Net: no int8 model on this CPU without bf16 (run `%s`); running fp32, "
-                                    "~2x slower", FETCH_COMMAND)
-                        precision = "f32"
-                if precision == "int8":
-                    xml = derived_path(U2NET_INT8[0], model_dir)
-                    self._infer, _ = _openvino(ov, xml, threads, "f32")  # the int8 convolutions run int8
+                chosen = u2net_precision(runtime, precision, model_dir)
+                if precision == "auto" and chosen == "f32":
+                    log.warning("U^2-Net: no int8 model on this CPU without bf16 (run `%s`); running fp32, "
+                                "~2x slower", FETCH_COMMAND)
+                if chosen == "int8":
+                    xml, _, _ = (derived_path(n, model_dir) for n in (*U2NET_INT8, U2NET_INT8_RECORD))
+                    self._infer, _ = _openvino(ov, xml, threads, "f32")  # its quantized convolutions run int8
                     self.precision = "int8"
                 else:
-                    self._infer, self.precision = _openvino(ov, path, threads, precision)
+                    self._infer, self.precision = _openvino(ov, path, threads, chosen)
                 self.runtime = f"openvino-{ov.__version__.split('-')[0]}/{self.precision}"
                 return
         session = _session(path, threads)

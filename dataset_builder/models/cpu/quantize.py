@@ -13,6 +13,9 @@ from __future__ import annotations
 
 import json
 import logging
+import os
+import shutil
+import tempfile
 from importlib import metadata
 from pathlib import Path
 
@@ -44,42 +47,64 @@ def fp32_convolutions(model) -> list[str]:
     return [op.get_friendly_name() for op in ([convs[0]] if convs else []) + keep]
 
 
+#: Bump when the recipe below changes (windows, preset, what stays fp32): the fetch command then makes
+#: the model again.
+RECIPE_VERSION = 1
+
+
+def recipe(sources: dict[str, str]) -> dict:
+    """What decides the int8 model besides u2net.onnx and the library versions (compared by the fetch
+    command to tell whether the model it made before is still the one it would make)."""
+    return {"version": RECIPE_VERSION, "calibration": dict(sorted(sources.items())),
+            "windows": [list(w) for w in CALIBRATION_WINDOWS], "preset": "mixed",
+            "fp32": "first convolution and 1-channel convolutions"}
+
+
 def quantize_u2net(onnx_path: Path, images: list[np.ndarray], dest: Path, sources: dict[str, str]) -> Path:
-    """Write ``dest``/u2net-int8.{xml,bin} (and the record of what they came from: the onnx file's and
-    the calibration images' sha256, ``sources``, the library versions); returns the xml's path. The
-    files appear together or not at all (written beside, then renamed)."""
+    """Write ``dest``/u2net-int8.{xml,bin} and their record (what they came from: the onnx file's
+    sha256, :func:`recipe` with ``sources``, the library versions; the sha256 of both files); returns the
+    xml's path. Made in a temporary dir beside, then moved in: the old record goes first and the new one
+    comes last, so runners (:func:`~.nets.int8_present`) never take a half-replaced pair."""
+    os.environ.setdefault("NNCF_CI", "1")  # no usage telemetry (nncf sends it by default)
     import nncf  # the cpu-models extra; only the fetch command needs it
     import openvino as ov
 
-    nncf.set_log_level(logging.ERROR)
-
     from dataset_builder.io.inputs import full_hash
 
+    nncf.set_log_level(logging.ERROR)
     model = ov.Core().read_model(str(onnx_path))
     data = calibration_inputs(images)
     ignored = fp32_convolutions(model)
     quantized = nncf.quantize(model, nncf.Dataset(data), subset_size=len(data),
                               preset=nncf.QuantizationPreset.MIXED,
                               ignored_scope=nncf.IgnoredScope(names=ignored, validate=False))
-    xml, binary = (dest / n for n in U2NET_INT8)
-    part = dest / ".u2net-int8.part"
-    part.mkdir(parents=True, exist_ok=True)
-    ov.save_model(quantized, str(part / xml.name), compress_to_fp16=False)
-    record = {"source": onnx_path.name, "source_sha256": full_hash(str(onnx_path)), "calibration": sources,
-              "calibration_inputs": len(data), "fp32_convolutions": ignored,
-              "nncf": metadata.version("nncf"), "openvino": metadata.version("openvino")}
-    (part / U2NET_INT8_RECORD).write_text(json.dumps(record, indent=1))
-    for name in (binary.name, U2NET_INT8_RECORD, xml.name):  # the xml last: it is what runners look for
-        (part / name).replace(dest / name)
-    part.rmdir()
-    return xml
+    part = Path(tempfile.mkdtemp(prefix=".u2net-int8-", dir=dest))
+    try:
+        ov.save_model(quantized, str(part / U2NET_INT8[0]), compress_to_fp16=False)
+        record = {"source": onnx_path.name, "source_sha256": full_hash(str(onnx_path)), "recipe": recipe(sources),
+                  "calibration_inputs": len(data), "fp32_convolutions": ignored,
+                  "nncf": metadata.version("nncf"), "openvino": metadata.version("openvino"),
+                  "files": {n: full_hash(str(part / n)) for n in U2NET_INT8}}
+        (part / U2NET_INT8_RECORD).write_text(json.dumps(record, indent=1))
+        (dest / U2NET_INT8_RECORD).unlink(missing_ok=True)
+        for name in (*U2NET_INT8, U2NET_INT8_RECORD):
+            (part / name).replace(dest / name)
+    finally:
+        shutil.rmtree(part, ignore_errors=True)
+    return dest / U2NET_INT8[0]
 
 
-def int8_record(dest: Path) -> dict | None:
-    """What the int8 files in ``dest`` were made from, or None when they are not all there."""
+def int8_record(dest: Path, verify: bool = False) -> dict | None:
+    """What the int8 files in ``dest`` were made from, or None when they are not all there (or, with
+    ``verify``, not the files the record names)."""
+    from dataset_builder.io.inputs import full_hash
+
     if not all((dest / n).is_file() for n in (*U2NET_INT8, U2NET_INT8_RECORD)):
         return None
     try:
-        return json.loads((dest / U2NET_INT8_RECORD).read_text())
+        record = json.loads((dest / U2NET_INT8_RECORD).read_text())
     except (OSError, ValueError):
         return None
+    if verify and record.get("files") != {n: full_hash(str(dest / n)) for n in U2NET_INT8}:
+        return None
+    return record

